@@ -1,0 +1,512 @@
+//! The batch rating pipeline: a reader thread cuts files into record blocks → rayon rates blocks in
+//! parallel → one ordered pass marks duplicates and writes rejects in file order → a writer thread
+//! writes the rated file. Every queue between stages is bounded, so memory stays flat whatever the
+//! input size (the duplicate set is the one thing that grows: 24 bytes per distinct CDR).
+
+use super::deck_choice::DeckChoice;
+use super::progress::Progress;
+use super::rated_block::{
+    RatedBlock, RatingContext, RowStatus, rate_csv_block, rate_decoded_records,
+};
+use super::summary::Summary;
+use crate::credit::accounts::parse_accounts_csv;
+use crate::ingest::canonical_csv::CanonicalColumns;
+use crate::ingest::deck_files::load_native_decks;
+use crate::ingest::parquet_cdrs::ParquetCdrReader;
+use crate::ingest::record_blocks::RecordBlockReader;
+use crate::limits::{BLOCKS_PER_GROUP, BLOCKS_QUEUED_MAX, RATED_BATCHES_QUEUED_MAX};
+use crate::store::rated_output::{
+    MoneyScales, OutputFormat, RatedWriter, rated_record_batch, rated_schema,
+};
+use crate::store::rejects_file::RejectsFile;
+use anyhow::{Context, anyhow, bail};
+use arrow::array::RecordBatch;
+use chrono_tz::Tz;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// Canonical CSV, or canonical Parquet for files ending in `.parquet`.
+    Canonical,
+}
+
+/// Everything `tollgate rate` was asked to do.
+#[derive(Clone, Debug)]
+pub struct RateJob {
+    pub deck_paths: Vec<PathBuf>,
+    pub accounts_path: Option<PathBuf>,
+    pub out_dir: PathBuf,
+    pub output_format: OutputFormat,
+    pub input_format: InputFormat,
+    pub input_time_zone: Tz,
+    pub source: String,
+    pub files: Vec<PathBuf>,
+    pub show_progress: bool,
+}
+
+/// An input file, checked before anything is written.
+struct InputFile {
+    path: PathBuf,
+    name: String,
+    kind: InputKind,
+    size_bytes: u64,
+}
+
+enum InputKind {
+    /// `columns` is `None` for an empty file (no header, no records).
+    Csv {
+        columns: Option<CanonicalColumns>,
+        header_bytes: usize,
+        header_lines: u64,
+    },
+    Parquet,
+}
+
+/// A unit of work for the raters.
+struct WorkItem {
+    file_index: usize,
+    content: WorkContent,
+    /// Bytes of the file (or rows of a Parquet file) done once this item is.
+    progress_end: u64,
+}
+
+enum WorkContent {
+    Csv {
+        bytes: Vec<u8>,
+        skip_bytes: usize,
+    },
+    Records {
+        columns: CanonicalColumns,
+        records: Vec<(u64, csv::ByteRecord)>,
+    },
+}
+
+/// Runs the batch job. Returns an error (and writes nothing) when the input is unusable: a
+/// refused deck or accounts file, a missing or unreadable file, a file without the canonical
+/// columns. Bad rows are not errors: they go to the rejects file.
+pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let context = Arc::new(load_rating_context(job)?);
+    let inputs = Arc::new(
+        job.files
+            .iter()
+            .map(|path| open_input(path))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    );
+    std::fs::create_dir_all(&job.out_dir)
+        .with_context(|| format!("cannot create the output folder {}", job.out_dir.display()))?;
+    let rated_name = match job.output_format {
+        OutputFormat::Parquet => "rated.parquet",
+        OutputFormat::Csv => "rated.csv",
+    };
+    let rated_path = job.out_dir.join(rated_name);
+    let rejects_path = job.out_dir.join("rejects.csv");
+    let summary_path = job.out_dir.join("summary.json");
+    // Outputs are written under a temporary name and renamed when complete, and an old summary is
+    // removed first, so a run that dies never leaves files that look finished.
+    let _ = std::fs::remove_file(&summary_path);
+    let rated_partial = partial_path(&rated_path);
+    let rejects_partial = partial_path(&rejects_path);
+
+    let scales = MoneyScales::for_context(&context);
+    let schema = rated_schema(scales);
+    let (batch_sender, batch_receiver) = bounded::<RecordBatch>(RATED_BATCHES_QUEUED_MAX);
+    let writer = RatedWriter::create(&rated_partial, Arc::clone(&schema), job.output_format)?;
+    let writer_thread = std::thread::spawn(move || write_batches(writer, batch_receiver));
+    let (work_sender, work_receiver) = bounded::<Result<WorkItem, String>>(BLOCKS_QUEUED_MAX);
+    let reader_inputs = Arc::clone(&inputs);
+    let reader_thread = std::thread::spawn(move || read_inputs(&reader_inputs, &work_sender));
+
+    let mut rejects = RejectsFile::create(&rejects_partial)?;
+    let mut summary = Summary {
+        files: inputs.iter().map(|input| input.name.clone()).collect(),
+        decks: context.decks.iter().map(|deck| deck.label()).collect(),
+        rated_output: rated_path.display().to_string(),
+        rejects_output: rejects_path.display().to_string(),
+        ..Summary::default()
+    };
+    let mut ordered = OrderedPass::new(&inputs, context.decks.len());
+    let total_progress: u64 = inputs.iter().map(|input| input.size_bytes).sum();
+    let mut progress = Progress::new(job.show_progress, total_progress);
+    let mut group: Vec<WorkItem> = Vec::with_capacity(BLOCKS_PER_GROUP);
+    let mut failure: Option<anyhow::Error> = None;
+    'groups: loop {
+        group.clear();
+        while group.len() < BLOCKS_PER_GROUP {
+            match work_receiver.recv() {
+                Ok(Ok(item)) => group.push(item),
+                Ok(Err(problem)) => {
+                    failure = Some(anyhow!(problem));
+                    break 'groups;
+                }
+                Err(_) => break,
+            }
+        }
+        if group.is_empty() {
+            break;
+        }
+        let mut blocks: Vec<RatedBlock> = group
+            .par_iter()
+            .map(|item| rate_item(&context, &inputs, item))
+            .collect();
+        for (item, block) in group.iter().zip(&mut blocks) {
+            ordered.apply(
+                item.file_index,
+                &inputs,
+                block,
+                &context,
+                &mut rejects,
+                &mut summary,
+            )?;
+        }
+        let batches: Vec<RecordBatch> = blocks
+            .par_iter()
+            .map(|block| rated_record_batch(block, &context, scales, &schema))
+            .collect();
+        for batch in batches {
+            if batch_sender.send(batch).is_err() {
+                break 'groups;
+            }
+        }
+        let done = group
+            .last()
+            .map(|item| ordered.progress_before(item.file_index) + item.progress_end);
+        progress.update(summary.rows_read, done.unwrap_or(0));
+    }
+    drop(work_receiver);
+    drop(batch_sender);
+    progress.finish();
+    let writer_result = writer_thread
+        .join()
+        .expect("the writer thread does not panic");
+    reader_thread
+        .join()
+        .expect("the reader thread does not panic");
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    writer_result?;
+    rejects.finish()?;
+    summary.set_total_cost(&context, &ordered.cost_by_deck);
+    assert!(
+        summary.invariant_holds(),
+        "rows_read = rated + rejected + duplicates: {summary:?}"
+    );
+    std::fs::rename(&rated_partial, &rated_path)?;
+    std::fs::rename(&rejects_partial, &rejects_path)?;
+    summary.seconds_taken = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    std::fs::write(
+        &summary_path,
+        serde_json::to_string_pretty(&summary)? + "\n",
+    )
+    .with_context(|| format!("cannot write {}", summary_path.display()))?;
+    Ok(summary)
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .expect("output files have names")
+        .to_os_string();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+fn load_rating_context(job: &RateJob) -> anyhow::Result<RatingContext> {
+    if job.deck_paths.is_empty() {
+        bail!("no deck: give at least one --deck");
+    }
+    let decks = load_native_decks(&job.deck_paths).map_err(|problems| anyhow!(problems))?;
+    let deck_choice = match &job.accounts_path {
+        None if decks.len() == 1 => DeckChoice::Single(0),
+        None => bail!(
+            "{} decks were given: --accounts must say which account uses which",
+            decks.len()
+        ),
+        Some(path) => {
+            let text = std::fs::read(path)
+                .with_context(|| format!("cannot read the accounts file {}", path.display()))?;
+            let book =
+                parse_accounts_csv(&path.display().to_string(), &text).map_err(|problems| {
+                    anyhow!(
+                        "the accounts file is refused: {} problem(s)\n  {}",
+                        problems.len(),
+                        problems.join("\n  ")
+                    )
+                })?;
+            DeckChoice::by_account(&book, &decks).map_err(|problem| anyhow!(problem))?
+        }
+    };
+    Ok(RatingContext {
+        decks,
+        deck_choice,
+        input_time_zone: job.input_time_zone,
+        default_source: job.source.clone(),
+    })
+}
+
+/// Opens an input and checks its header, so that an unusable file stops the run before any output.
+fn open_input(path: &Path) -> anyhow::Result<InputFile> {
+    let metadata =
+        std::fs::metadata(path).with_context(|| format!("cannot read input {}", path.display()))?;
+    if !metadata.is_file() {
+        bail!("input {} is not a file", path.display());
+    }
+    let name = path.display().to_string();
+    let is_parquet = path
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("parquet"));
+    if is_parquet {
+        let reader = ParquetCdrReader::open(path).map_err(|problem| anyhow!(problem))?;
+        return Ok(InputFile {
+            path: path.to_path_buf(),
+            name,
+            kind: InputKind::Parquet,
+            size_bytes: reader.n_rows,
+        });
+    }
+    let mut head = Vec::new();
+    File::open(path)
+        .with_context(|| format!("cannot open input {}", path.display()))?
+        .take(1 << 20)
+        .read_to_end(&mut head)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(head.as_slice());
+    let mut header = csv::ByteRecord::new();
+    let has_header = reader
+        .read_byte_record(&mut header)
+        .with_context(|| format!("cannot read the header of {}", path.display()))?;
+    let kind = if has_header {
+        let columns = CanonicalColumns::from_header(header.iter())
+            .map_err(|problem| anyhow!("{name}: {problem}"))?;
+        InputKind::Csv {
+            columns: Some(columns),
+            header_bytes: reader.position().byte() as usize,
+            header_lines: reader.position().line() - 1,
+        }
+    } else {
+        InputKind::Csv {
+            columns: None,
+            header_bytes: 0,
+            header_lines: 0,
+        }
+    };
+    Ok(InputFile {
+        path: path.to_path_buf(),
+        name,
+        kind,
+        size_bytes: metadata.len(),
+    })
+}
+
+/// The reader thread: every input, in order, as work items. Stops early when the receiver is gone.
+fn read_inputs(inputs: &[InputFile], sender: &Sender<Result<WorkItem, String>>) {
+    for (file_index, input) in inputs.iter().enumerate() {
+        let result = match &input.kind {
+            InputKind::Csv { columns: None, .. } => Ok(()),
+            InputKind::Csv { header_bytes, .. } => {
+                read_csv_input(file_index, input, *header_bytes, sender)
+            }
+            InputKind::Parquet => read_parquet_input(file_index, input, sender),
+        };
+        if let Err(problem) = result {
+            let _ = sender.send(Err(problem));
+            return;
+        }
+    }
+}
+
+fn read_csv_input(
+    file_index: usize,
+    input: &InputFile,
+    header_bytes: usize,
+    sender: &Sender<Result<WorkItem, String>>,
+) -> Result<(), String> {
+    let file =
+        File::open(&input.path).map_err(|error| format!("cannot open {}: {error}", input.name))?;
+    let mut blocks = RecordBlockReader::new(file);
+    let mut skip_bytes = header_bytes;
+    while let Some(block) = blocks
+        .next_block()
+        .map_err(|error| format!("cannot read {}: {error}", input.name))?
+    {
+        let progress_end = block.file_offset + block.bytes.len() as u64;
+        let item = WorkItem {
+            file_index,
+            content: WorkContent::Csv {
+                bytes: block.bytes,
+                skip_bytes,
+            },
+            progress_end,
+        };
+        skip_bytes = 0;
+        if sender.send(Ok(item)).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn read_parquet_input(
+    file_index: usize,
+    input: &InputFile,
+    sender: &Sender<Result<WorkItem, String>>,
+) -> Result<(), String> {
+    let mut reader = ParquetCdrReader::open(&input.path)?;
+    let mut rows_done = 0;
+    while let Some(records) = reader.next_records() {
+        let records = records.map_err(|problem| format!("{}: {problem}", input.name))?;
+        rows_done += records.len() as u64;
+        let content = WorkContent::Records {
+            columns: reader.columns.clone(),
+            records,
+        };
+        if sender
+            .send(Ok(WorkItem {
+                file_index,
+                content,
+                progress_end: rows_done,
+            }))
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn rate_item(context: &RatingContext, inputs: &[InputFile], item: &WorkItem) -> RatedBlock {
+    match (&item.content, &inputs[item.file_index].kind) {
+        (
+            WorkContent::Csv { bytes, skip_bytes },
+            InputKind::Csv {
+                columns: Some(columns),
+                ..
+            },
+        ) => rate_csv_block(context, columns, &bytes[(*skip_bytes).min(bytes.len())..]),
+        (WorkContent::Records { columns, records }, _) => {
+            rate_decoded_records(context, columns, records)
+        }
+        _ => unreachable!("CSV blocks come only from CSV files with a header"),
+    }
+}
+
+/// Hashes a dedupe digest by taking its low bits: the digest is already a good hash.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+    fn write_u128(&mut self, value: u128) {
+        self.0 = value as u64;
+    }
+}
+
+/// The sequential part of the pipeline, run on blocks in file order.
+struct OrderedPass {
+    /// Dedupe key digest → content digest of the first occurrence.
+    seen: HashMap<u128, u64, BuildHasherDefault<DigestHasher>>,
+    /// Next line number to expect, per file.
+    next_line: Vec<u64>,
+    /// Progress units of the files before each file.
+    progress_before: Vec<u64>,
+    pub cost_by_deck: Vec<i128>,
+}
+
+impl OrderedPass {
+    fn new(inputs: &[InputFile], n_decks: usize) -> OrderedPass {
+        let mut progress_before = Vec::with_capacity(inputs.len());
+        let mut total = 0;
+        for input in inputs {
+            progress_before.push(total);
+            total += input.size_bytes;
+        }
+        OrderedPass {
+            seen: HashMap::default(),
+            next_line: inputs
+                .iter()
+                .map(|input| match input.kind {
+                    InputKind::Csv { header_lines, .. } => header_lines + 1,
+                    InputKind::Parquet => 1,
+                })
+                .collect(),
+            progress_before,
+            cost_by_deck: vec![0; n_decks],
+        }
+    }
+
+    fn progress_before(&self, file_index: usize) -> u64 {
+        self.progress_before[file_index]
+    }
+
+    /// Marks repeats of a dedupe key as duplicates (first occurrence wins), writes the block's
+    /// rejects with absolute line numbers, and counts everything.
+    fn apply(
+        &mut self,
+        file_index: usize,
+        inputs: &[InputFile],
+        block: &mut RatedBlock,
+        context: &RatingContext,
+        rejects: &mut RejectsFile,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        for row in 0..block.n_rows() {
+            match self.seen.entry(block.key_digest[row]) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(block.content_digest[row]);
+                }
+                Entry::Occupied(occupied) => {
+                    let same_content = *occupied.get() == block.content_digest[row];
+                    block.status[row] = RowStatus::Duplicate { same_content };
+                }
+            }
+        }
+        let input = &inputs[file_index];
+        let is_parquet = matches!(input.kind, InputKind::Parquet);
+        let first_line = self.next_line[file_index];
+        for reject in &block.rejected_records {
+            if reject
+                .row
+                .is_some_and(|row| matches!(block.status[row], RowStatus::Duplicate { .. }))
+            {
+                continue;
+            }
+            let line = if is_parquet {
+                reject.line_in_block
+            } else {
+                first_line + reject.line_in_block - 1
+            };
+            rejects.write(&input.name, line, reject.reason.as_str(), &reject.raw)?;
+            summary.count_reject(reject.reason);
+        }
+        self.next_line[file_index] += block.n_lines;
+        summary.rows_read += block.n_records;
+        summary.add_rows(block, context, &mut self.cost_by_deck);
+        Ok(())
+    }
+}
+
+fn write_batches(mut writer: RatedWriter, batches: Receiver<RecordBatch>) -> anyhow::Result<()> {
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()
+}

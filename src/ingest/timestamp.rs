@@ -1,0 +1,151 @@
+//! Reading CDR times: RFC 3339, or `YYYY-MM-DD HH:MM:SS` in a named time zone, to epoch microseconds.
+//!
+//! Switch CDR files carry millions of timestamps, so the common shapes are read by hand (a few
+//! nanoseconds each) and anything else falls back to chrono.
+
+use chrono::{NaiveDate, TimeZone};
+use chrono_tz::Tz;
+
+/// Parses `text` as an instant. Times without an offset are read in `naive_time_zone`; a local
+/// time that occurs twice (DST ends) is the earlier instant, one that does not exist (DST starts)
+/// is refused.
+pub fn parse_timestamp_micros(text: &str, naive_time_zone: Tz) -> Option<i64> {
+    let bytes = text.trim().as_bytes();
+    if bytes.len() < 19 {
+        return None;
+    }
+    let year = digits(&bytes[0..4])? as i32;
+    let month = digits(&bytes[5..7])?;
+    let day = digits(&bytes[8..10])?;
+    let hour = digits(&bytes[11..13])?;
+    let minute = digits(&bytes[14..16])?;
+    let second = digits(&bytes[17..19])?;
+    let separators_ok = bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && matches!(bytes[10], b'T' | b't' | b' ')
+        && bytes[13] == b':'
+        && bytes[16] == b':';
+    if !separators_ok || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut rest = &bytes[19..];
+    let mut fraction_micros = 0i64;
+    if let [b'.' | b',', tail @ ..] = rest {
+        let n_digits = tail.iter().take_while(|byte| byte.is_ascii_digit()).count();
+        if n_digits == 0 {
+            return None;
+        }
+        for (position, byte) in tail[..n_digits].iter().take(6).enumerate() {
+            fraction_micros += i64::from(byte - b'0') * 10i64.pow(5 - position as u32);
+        }
+        rest = &tail[n_digits..];
+    }
+    let date = NaiveDate::from_ymd_opt(year, month, day)?;
+    let local_seconds = days_since_epoch(date) * 86_400
+        + i64::from(hour) * 3600
+        + i64::from(minute) * 60
+        + i64::from(second);
+    let utc_seconds = match rest {
+        [] => {
+            if naive_time_zone == chrono_tz::UTC {
+                local_seconds
+            } else {
+                let naive = date.and_hms_opt(hour, minute, second)?;
+                naive_time_zone
+                    .from_local_datetime(&naive)
+                    .earliest()?
+                    .timestamp()
+            }
+        }
+        [b'Z' | b'z'] => local_seconds,
+        [sign @ (b'+' | b'-'), offset @ ..] => {
+            let (offset_hours, offset_minutes) = match offset {
+                [h1, h2] => (digits(&[*h1, *h2])?, 0),
+                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => {
+                    (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?)
+                }
+                _ => return None,
+            };
+            if offset_hours > 23 || offset_minutes > 59 {
+                return None;
+            }
+            let offset_seconds = i64::from(offset_hours * 3600 + offset_minutes * 60);
+            if *sign == b'+' {
+                local_seconds - offset_seconds
+            } else {
+                local_seconds + offset_seconds
+            }
+        }
+        _ => return None,
+    };
+    Some(utc_seconds * 1_000_000 + fraction_micros)
+}
+
+fn digits(bytes: &[u8]) -> Option<u32> {
+    bytes.iter().try_fold(0u32, |value, byte| {
+        byte.is_ascii_digit()
+            .then(|| value * 10 + u32::from(byte - b'0'))
+    })
+}
+
+fn days_since_epoch(date: NaiveDate) -> i64 {
+    const UNIX_EPOCH_DAYS_FROM_CE: i64 = 719_163;
+    i64::from(chrono::Datelike::num_days_from_ce(&date)) - UNIX_EPOCH_DAYS_FROM_CE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, time_zone: Tz, expected: Option<&str>) {
+        let parsed = parse_timestamp_micros(text, time_zone);
+        let expected = expected.map(|rfc3339| {
+            chrono::DateTime::parse_from_rfc3339(rfc3339)
+                .unwrap()
+                .timestamp_micros()
+        });
+        assert_eq!(parsed, expected, "{text:?} in {time_zone}");
+    }
+
+    #[test]
+    fn timestamps() {
+        use chrono_tz::{America::New_York, UTC};
+        check("2026-11-20T09:15:02Z", UTC, Some("2026-11-20T09:15:02Z"));
+        check(
+            "2026-11-20T09:15:02.250Z",
+            UTC,
+            Some("2026-11-20T09:15:02.25Z"),
+        );
+        check("2026-11-20 09:15:02", UTC, Some("2026-11-20T09:15:02Z"));
+        check(
+            "2026-11-20T09:15:02+01:00",
+            UTC,
+            Some("2026-11-20T08:15:02Z"),
+        );
+        check(
+            "2026-11-20T09:15:02-0530",
+            UTC,
+            Some("2026-11-20T14:45:02Z"),
+        );
+        check(
+            "2026-11-20 09:15:02",
+            New_York,
+            Some("2026-11-20T14:15:02Z"),
+        );
+        // DST ends in New York on 2026-11-01: 01:30 happens twice; the earlier is taken.
+        check(
+            "2026-11-01 01:30:00",
+            New_York,
+            Some("2026-11-01T05:30:00Z"),
+        );
+        // DST starts on 2026-03-08: 02:30 does not exist.
+        check("2026-03-08 02:30:00", New_York, None);
+        check("1969-12-31T23:59:59Z", UTC, Some("1969-12-31T23:59:59Z"));
+        check("2026-02-30T00:00:00Z", UTC, None);
+        check("2026-11-20T24:00:00Z", UTC, None);
+        check("2026-11-20", UTC, None);
+        check("yesterday at noon", UTC, None);
+        check("2026-11-20T09:15:02Zjunk", UTC, None);
+        check("2026-11-20T09:15:02.Z", UTC, None);
+    }
+}

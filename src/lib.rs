@@ -1,0 +1,12 @@
+//! tollgate: CDR rating and credit control. The folder tree is the pipeline:
+//! `ingest` (decoding) → `rate` (pure pricing) → `credit` (accounts) → `store` (outputs).
+
+pub mod batch;
+pub mod cdr;
+pub mod credit;
+pub mod ingest;
+pub mod limits;
+pub mod money;
+pub mod rate;
+pub mod store;
+pub mod synthetic;

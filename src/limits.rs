@@ -1,0 +1,35 @@
+//! Every limit and queue size in one place, each with the reason for its value.
+
+/// Bytes of CDR file read and handed to a rating worker at a time. Large enough that per-block
+/// overhead (channel hand-off, Arrow array set-up) vanishes, small enough that a few blocks in
+/// flight stay far below the memory budget.
+pub const BLOCK_BYTES: usize = 4 << 20;
+
+/// A single CDR record longer than this is not a CDR: the file is refused rather than buffered
+/// without bound.
+pub const RECORD_BYTES_MAX: usize = 16 << 20;
+
+/// Blocks waiting between the file reader and the raters. The reader blocks when the queue is
+/// full (backpressure: nothing is dropped, memory stays bounded).
+pub const BLOCKS_QUEUED_MAX: usize = 4;
+
+/// Blocks rated in parallel as one group before their results are put in order. About two per
+/// core keeps both cores busy while one block finishes late.
+pub const BLOCKS_PER_GROUP: usize = 4;
+
+/// Rated batches waiting for the output writer; the raters block when it is full.
+pub const RATED_BATCHES_QUEUED_MAX: usize = 4;
+
+/// Rows per Parquet row group: readers (DuckDB, Spark) parallelise over row groups, and the
+/// writer buffers one row group's arrays, so this also bounds the writer's memory.
+pub const PARQUET_ROW_GROUP_ROWS: usize = 512 * 1024;
+
+/// A rejected record is copied into the rejects file up to this many bytes, so one giant broken
+/// row cannot bloat it.
+pub const REJECT_RAW_BYTES_MAX: usize = 4096;
+
+/// Rows per record batch when reading Parquet CDR files.
+pub const PARQUET_READ_BATCH_ROWS: usize = 64 * 1024;
+
+/// How often the progress line on stderr is redrawn.
+pub const PROGRESS_INTERVAL_MILLISECONDS: u64 = 500;

@@ -1,0 +1,150 @@
+//! Pricing one call: billable seconds from a rate's slots, the cost, band splits, the cap.
+//!
+//! Pure integer arithmetic on mantissas prepared by the deck loader; the only rounding is the call
+//! to [`crate::money::round_scaled_ratio`].
+
+use super::deck::{Deck, RateId};
+use crate::cdr::{Cdr, Direction, RejectReason};
+use crate::money::{RoundingMode, RoundingScope, round_scaled_ratio};
+
+/// What a call costs under a deck.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Charge {
+    /// The rate that priced the call's start (and so its prefix and destination); `None` only for
+    /// an unanswered call to a number the deck has no rate for, which costs nothing either way.
+    pub rate_id: Option<RateId>,
+    pub billable_seconds: u32,
+    /// The cost as a mantissa at the deck's rounding decimals.
+    pub cost_mantissa: i128,
+}
+
+/// Rates one decoded CDR against a deck: a charge, or the reason it cannot be priced.
+/// Unanswered calls are looked up too (the destination is still worth showing) but cost 0, and
+/// one to a number without a rate is not an error: there is nothing to charge.
+pub fn rate_cdr(deck: &Deck, cdr: &Cdr<'_>) -> Result<Charge, RejectReason> {
+    let pricing_time_micros = cdr.pricing_time_micros();
+    let rate_id = deck.find_rate(&cdr.callee, pricing_time_micros, cdr.direction);
+    match (rate_id, cdr.is_answered()) {
+        (Some(rate_id), true) => Ok(price_call(
+            deck,
+            rate_id,
+            pricing_time_micros,
+            cdr.billsec,
+            cdr.direction,
+        )),
+        (None, true) => Err(RejectReason::NoRateForDestination),
+        (rate_id, false) => Ok(Charge {
+            rate_id,
+            billable_seconds: 0,
+            cost_mantissa: 0,
+        }),
+    }
+}
+
+/// Prices `billsec` seconds starting at `pricing_time_micros` with the rate `rate_id`.
+///
+/// Billable seconds: 0 when billsec is 0 or at most the no-charge time; otherwise the call is walked
+/// slot by slot, each span rounded up to its slot's increment (for a native "min/increment" rate that
+/// is min + ceil((billsec − min) / increment) × increment). When the deck has bands and the call
+/// crosses a band boundary, the span is cut there and what follows is priced by the same prefix's
+/// rate for the new band (kept unchanged when that prefix has none). The connect fee, no-charge time
+/// and maximum cost come from the first rate.
+pub fn price_call(
+    deck: &Deck,
+    rate_id: RateId,
+    pricing_time_micros: i64,
+    billsec: u32,
+    direction: Direction,
+) -> Charge {
+    let first_rate = deck.rate(rate_id);
+    if billsec == 0 || billsec <= first_rate.no_charge_seconds {
+        return Charge {
+            rate_id: Some(rate_id),
+            billable_seconds: 0,
+            cost_mantissa: 0,
+        };
+    }
+    let rounding = deck.rounding;
+    let increment_decimals = match rounding.scope {
+        RoundingScope::Call => None,
+        RoundingScope::Increment { decimals } => Some(decimals),
+    };
+    // The running cost is a numerator at `accumulator_decimals` over `price_denominator`.
+    let accumulator_decimals = deck.price_decimals.max(increment_decimals.unwrap_or(0));
+    let to_accumulator = crate::money::pow10(accumulator_decimals - deck.price_decimals);
+    let mut numerator = first_rate.connect_fee_mantissa * to_accumulator * deck.price_denominator;
+
+    let call_end_micros = pricing_time_micros + i64::from(billsec) * 1_000_000;
+    let mut next_band_change_micros =
+        deck.bands
+            .next_change(deck.time_zone, pricing_time_micros, call_end_micros);
+    let mut current_rate_id = rate_id;
+    let mut offset_seconds: u32 = 0;
+    while offset_seconds < billsec {
+        let rate = deck.rate(current_rate_id);
+        let slot = rate.slot_at(offset_seconds);
+        let next_slot_offset = rate
+            .slots
+            .iter()
+            .map(|candidate| candidate.offset_seconds)
+            .find(|&candidate_offset| candidate_offset > offset_seconds)
+            .unwrap_or(u32::MAX);
+        let band_change_offset = next_band_change_micros
+            .map(|change| seconds_between(pricing_time_micros, change))
+            .unwrap_or(u32::MAX);
+        let span_end = billsec.min(next_slot_offset).min(band_change_offset);
+        let increment = slot.increment_seconds;
+        let n_increments = (span_end - offset_seconds).div_ceil(increment);
+        let span_seconds = n_increments * increment;
+        numerator += match increment_decimals {
+            None => slot.price_per_second_numerator * to_accumulator * i128::from(span_seconds),
+            Some(decimals) => {
+                let increment_cost = round_scaled_ratio(
+                    slot.price_per_second_numerator * i128::from(increment),
+                    deck.price_decimals,
+                    deck.price_denominator,
+                    decimals,
+                    RoundingMode::HalfUp,
+                );
+                increment_cost
+                    * crate::money::pow10(accumulator_decimals - decimals)
+                    * deck.price_denominator
+                    * i128::from(n_increments)
+            }
+        };
+        offset_seconds += span_seconds;
+        if offset_seconds >= band_change_offset {
+            let now_micros = pricing_time_micros + i64::from(offset_seconds) * 1_000_000;
+            let band = deck.bands.band_at(deck.time_zone, now_micros);
+            let group = deck.group_of(rate_id);
+            if let Some(next_rate_id) = deck.select_in_group(group, now_micros, band, direction) {
+                current_rate_id = next_rate_id;
+            }
+            next_band_change_micros =
+                deck.bands
+                    .next_change(deck.time_zone, now_micros, call_end_micros);
+        }
+    }
+    let mut cost_mantissa = round_scaled_ratio(
+        numerator,
+        accumulator_decimals,
+        deck.price_denominator,
+        rounding.decimals,
+        rounding.mode,
+    );
+    if let Some(max_cost_mantissa) = first_rate.max_cost_mantissa {
+        cost_mantissa = cost_mantissa.min(max_cost_mantissa);
+    }
+    Charge {
+        rate_id: Some(rate_id),
+        billable_seconds: offset_seconds,
+        cost_mantissa,
+    }
+}
+
+/// Whole seconds from `from_micros` to `to_micros`, rounded up (a boundary inside a second belongs
+/// to the next one).
+fn seconds_between(from_micros: i64, to_micros: i64) -> u32 {
+    let micros = (to_micros - from_micros).max(0);
+    u32::try_from((micros + 999_999) / 1_000_000).unwrap_or(u32::MAX)
+}

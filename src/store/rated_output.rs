@@ -1,0 +1,312 @@
+//! The rated-calls file: its schema, turning a rated block into an Arrow batch, and writing it as
+//! Parquet (columns encoded in parallel) or CSV.
+
+use crate::batch::rated_block::{NO_DECK, NO_RATE, RatedBlock, RatingContext, RowStatus};
+use crate::limits::PARQUET_ROW_GROUP_ROWS;
+use crate::money::pow10;
+use arrow::array::{ArrayRef, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowSchemaConverter;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use rayon::prelude::*;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Decimal precision of money columns: 18 digits is an INT64 in Parquet, the cheapest exact form.
+const MONEY_PRECISION: u8 = 18;
+
+/// The scales of the money columns, wide enough for every deck of the run.
+#[derive(Clone, Copy, Debug)]
+pub struct MoneyScales {
+    pub rate: i8,
+    pub cost: i8,
+}
+
+impl MoneyScales {
+    pub fn for_context(context: &RatingContext) -> MoneyScales {
+        let rate = context
+            .decks
+            .iter()
+            .flat_map(|deck| deck.rates.iter().map(|rate| rate.rate_per_minute.scale()))
+            .max()
+            .unwrap_or(0);
+        let cost = context
+            .decks
+            .iter()
+            .map(|deck| deck.rounding.decimals)
+            .max()
+            .unwrap_or(4);
+        MoneyScales {
+            rate: rate as i8,
+            cost: cost as i8,
+        }
+    }
+}
+
+pub fn rated_schema(scales: MoneyScales) -> SchemaRef {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    let time = |name: &str, nullable: bool| {
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            nullable,
+        )
+    };
+    Arc::new(Schema::new(vec![
+        text("source", false),
+        text("cdr_id", false),
+        text("account", false),
+        text("direction", false),
+        text("caller", false),
+        text("callee", false),
+        time("start_time", false),
+        time("answer_time", true),
+        time("end_time", true),
+        Field::new("billsec", DataType::Int64, false),
+        text("disposition", false),
+        text("deck", true),
+        text("rate_prefix", true),
+        text("destination", true),
+        Field::new(
+            "rate",
+            DataType::Decimal128(MONEY_PRECISION, scales.rate),
+            true,
+        ),
+        Field::new("billable_seconds", DataType::Int64, true),
+        Field::new(
+            "cost",
+            DataType::Decimal128(MONEY_PRECISION, scales.cost),
+            true,
+        ),
+        text("currency", true),
+        text("status", false),
+        text("reason", true),
+    ]))
+}
+
+/// Builds the Arrow batch of a block whose statuses are final (duplicates marked).
+pub fn rated_record_batch(
+    block: &RatedBlock,
+    context: &RatingContext,
+    scales: MoneyScales,
+    schema: &SchemaRef,
+) -> RecordBatch {
+    let n_rows = block.n_rows();
+    let deck_labels: Vec<String> = context.decks.iter().map(|deck| deck.label()).collect();
+    let mut deck = StringBuilder::with_capacity(n_rows, n_rows * 24);
+    let mut prefix = StringBuilder::with_capacity(n_rows, n_rows * 6);
+    let mut destination = StringBuilder::with_capacity(n_rows, n_rows * 16);
+    let mut rate = Decimal128Builder::with_capacity(n_rows);
+    let mut billable = Int64Builder::with_capacity(n_rows);
+    let mut cost = Decimal128Builder::with_capacity(n_rows);
+    let mut currency = StringBuilder::with_capacity(n_rows, n_rows * 3);
+    let mut status = StringBuilder::with_capacity(n_rows, n_rows * 5);
+    let mut reason = StringBuilder::with_capacity(n_rows, n_rows);
+    for row in 0..n_rows {
+        let row_status = block.status[row];
+        status.append_value(row_status.status_text());
+        reason.append_option(row_status.reason_text());
+        let deck_index = block.deck[row];
+        if deck_index == NO_DECK || matches!(row_status, RowStatus::Duplicate { .. }) {
+            for builder in [&mut deck, &mut prefix, &mut destination, &mut currency] {
+                builder.append_null();
+            }
+            rate.append_null();
+            billable.append_null();
+            cost.append_null();
+            continue;
+        }
+        let row_deck = &context.decks[usize::from(deck_index)];
+        deck.append_value(&deck_labels[usize::from(deck_index)]);
+        currency.append_value(&row_deck.currency);
+        match block.rate[row] {
+            NO_RATE => {
+                prefix.append_null();
+                destination.append_null();
+                rate.append_null();
+            }
+            rate_id => {
+                let row_rate = row_deck.rate(rate_id);
+                prefix.append_value(&row_rate.prefix);
+                destination.append_value(&row_rate.destination);
+                let price = row_rate.rate_per_minute;
+                rate.append_value(price.mantissa() * pow10(scales.rate as u32 - price.scale()));
+            }
+        }
+        if matches!(row_status, RowStatus::Rejected(_)) {
+            billable.append_null();
+            cost.append_null();
+        } else {
+            billable.append_value(i64::from(block.billable_seconds[row]));
+            let rescale = pow10(scales.cost as u32 - row_deck.rounding.decimals);
+            cost.append_value(i128::from(block.cost_mantissa[row]) * rescale);
+        }
+    }
+    let money = |builder: &mut Decimal128Builder, scale: i8| -> ArrayRef {
+        Arc::new(
+            builder
+                .finish()
+                .with_precision_and_scale(MONEY_PRECISION, scale)
+                .expect("money precision and scale are valid"),
+        )
+    };
+    let mut columns = block.input_columns.clone();
+    columns.extend([
+        Arc::new(deck.finish()) as ArrayRef,
+        Arc::new(prefix.finish()),
+        Arc::new(destination.finish()),
+        money(&mut rate, scales.rate),
+        Arc::new(billable.finish()),
+        money(&mut cost, scales.cost),
+        Arc::new(currency.finish()),
+        Arc::new(status.finish()),
+        Arc::new(reason.finish()),
+    ]);
+    RecordBatch::try_new(Arc::clone(schema), columns).expect("rated batch matches its schema")
+}
+
+/// Where rated batches go.
+pub enum RatedWriter {
+    Parquet(Box<ParallelParquetWriter>),
+    Csv(Box<arrow::csv::Writer<BufWriter<File>>>),
+}
+
+impl RatedWriter {
+    pub fn create(
+        path: &Path,
+        schema: SchemaRef,
+        format: OutputFormat,
+    ) -> anyhow::Result<RatedWriter> {
+        let file = File::create(path)
+            .map_err(|error| anyhow::anyhow!("cannot create {}: {error}", path.display()))?;
+        Ok(match format {
+            OutputFormat::Parquet => {
+                RatedWriter::Parquet(Box::new(ParallelParquetWriter::new(file, schema)?))
+            }
+            OutputFormat::Csv => RatedWriter::Csv(Box::new(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".to_string())
+                    .build(BufWriter::with_capacity(1 << 20, file)),
+            )),
+        })
+    }
+
+    pub fn write(&mut self, batch: RecordBatch) -> anyhow::Result<()> {
+        match self {
+            RatedWriter::Parquet(writer) => writer.write(batch),
+            RatedWriter::Csv(writer) => Ok(writer.write(&batch)?),
+        }
+    }
+
+    pub fn finish(self) -> anyhow::Result<()> {
+        match self {
+            RatedWriter::Parquet(writer) => writer.finish(),
+            RatedWriter::Csv(writer) => {
+                use std::io::Write;
+                let mut inner = writer.into_inner();
+                inner.flush()?;
+                inner.get_ref().sync_all()?;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Parquet,
+    Csv,
+}
+
+/// A Parquet writer that buffers one row group of batches and encodes its columns in parallel
+/// on the rayon pool (the single-threaded `ArrowWriter` would be the batch job's bottleneck).
+pub struct ParallelParquetWriter {
+    writer: SerializedFileWriter<BufWriter<File>>,
+    factory: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    n_row_groups: usize,
+}
+
+impl ParallelParquetWriter {
+    pub fn new(file: File, schema: SchemaRef) -> anyhow::Result<Self> {
+        let mut properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP_ROWS))
+            .build();
+        // Readers (DuckDB, pandas) use the embedded Arrow schema for the time zone and decimals.
+        parquet::arrow::add_encoded_arrow_schema_to_metadata(&schema, &mut properties);
+        let properties = Arc::new(properties);
+        let parquet_schema = ArrowSchemaConverter::new()
+            .with_coerce_types(properties.coerce_types())
+            .convert(&schema)?;
+        let writer = SerializedFileWriter::new(
+            BufWriter::with_capacity(1 << 20, file),
+            parquet_schema.root_schema_ptr(),
+            properties,
+        )?;
+        let factory = ArrowRowGroupWriterFactory::new(&writer, Arc::clone(&schema));
+        Ok(ParallelParquetWriter {
+            writer,
+            factory,
+            schema,
+            pending: Vec::new(),
+            pending_rows: 0,
+            n_row_groups: 0,
+        })
+    }
+
+    pub fn write(&mut self, batch: RecordBatch) -> anyhow::Result<()> {
+        self.pending_rows += batch.num_rows();
+        self.pending.push(batch);
+        if self.pending_rows >= PARQUET_ROW_GROUP_ROWS {
+            self.flush_row_group()?;
+        }
+        Ok(())
+    }
+
+    fn flush_row_group(&mut self) -> anyhow::Result<()> {
+        if self.pending_rows == 0 {
+            return Ok(());
+        }
+        let column_writers = self.factory.create_column_writers(self.n_row_groups)?;
+        let batches = std::mem::take(&mut self.pending);
+        let fields = self.schema.fields();
+        let chunks: Vec<ArrowColumnChunk> = column_writers
+            .into_par_iter()
+            .enumerate()
+            .map(
+                |(column, mut column_writer)| -> anyhow::Result<ArrowColumnChunk> {
+                    for batch in &batches {
+                        for leaf in compute_leaves(&fields[column], batch.column(column))? {
+                            column_writer.write(&leaf)?;
+                        }
+                    }
+                    Ok(column_writer.close()?)
+                },
+            )
+            .collect::<anyhow::Result<_>>()?;
+        let mut row_group = self.writer.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut row_group)?;
+        }
+        row_group.close()?;
+        self.pending_rows = 0;
+        self.n_row_groups += 1;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        self.flush_row_group()?;
+        let file = self.writer.into_inner()?;
+        file.get_ref().sync_all()?;
+        Ok(())
+    }
+}
