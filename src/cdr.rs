@@ -12,7 +12,7 @@ pub enum Direction {
 
 impl Direction {
     pub fn parse(text: &str) -> Option<Direction> {
-        let text = text.trim();
+        let text = text.trim_ascii();
         if text.eq_ignore_ascii_case("outbound") || text.eq_ignore_ascii_case("out") {
             Some(Direction::Outbound)
         } else if text.eq_ignore_ascii_case("inbound") || text.eq_ignore_ascii_case("in") {
@@ -65,7 +65,10 @@ impl Cdr<'_> {
 /// Dispositions the canonical format knows: answered, and the ways a call can fail to connect.
 /// Anything else is refused rather than guessed at.
 pub fn is_known_disposition(disposition: &str) -> bool {
-    disposition.trim().eq_ignore_ascii_case("ANSWERED") || is_unanswered_disposition(disposition)
+    let disposition = disposition.trim_ascii();
+    disposition == "ANSWERED"
+        || disposition.eq_ignore_ascii_case("ANSWERED")
+        || is_unanswered_disposition(disposition)
 }
 
 /// Dispositions that mean the call never connected, whatever billsec says.

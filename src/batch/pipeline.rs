@@ -86,7 +86,7 @@ enum WorkContent {
     },
     Records {
         columns: CanonicalColumns,
-        records: Vec<(u64, csv::ByteRecord)>,
+        records: Vec<(u64, csv::StringRecord)>,
     },
 }
 
@@ -402,7 +402,18 @@ fn rate_item(context: &RatingContext, inputs: &[InputFile], item: &WorkItem) -> 
     }
 }
 
-/// Hashes a dedupe digest by taking its low bits: the digest is already a good hash.
+/// A dedupe key: the 128-bit digest of (source, cdr_id), as two u64s so an entry packs into 24
+/// bytes. Its hash is the digest's first half (already uniformly distributed).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct DedupeKey([u64; 2]);
+
+impl std::hash::Hash for DedupeKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0[0]);
+    }
+}
+
+/// Passes a [`DedupeKey`]'s hash through untouched.
 #[derive(Default)]
 struct DigestHasher(u64);
 
@@ -410,20 +421,19 @@ impl Hasher for DigestHasher {
     fn finish(&self) -> u64 {
         self.0
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-        }
+    fn write(&mut self, _bytes: &[u8]) {
+        unreachable!("only DedupeKey is hashed, through write_u64");
     }
-    fn write_u128(&mut self, value: u128) {
-        self.0 = value as u64;
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
     }
 }
 
 /// The sequential part of the pipeline, run on blocks in file order.
 struct OrderedPass {
-    /// Dedupe key digest → content digest of the first occurrence.
-    seen: HashMap<u128, u64, BuildHasherDefault<DigestHasher>>,
+    /// Dedupe key → content digest of the first occurrence. 128 bits make a collision between
+    /// distinct CDRs negligible in any realistic run.
+    seen: HashMap<DedupeKey, u32, BuildHasherDefault<DigestHasher>>,
     /// Next line number to expect, per file.
     next_line: Vec<u64>,
     /// Progress units of the files before each file.
@@ -439,8 +449,11 @@ impl OrderedPass {
             progress_before.push(total);
             total += input.size_bytes;
         }
+        // Sized up front from the input (CDR lines are about 100 bytes or more): growing a table of
+        // millions of entries rehashes it several times over.
+        let expected_cdrs = (total / 100).min(crate::limits::DEDUPE_RESERVE_MAX) as usize;
         OrderedPass {
-            seen: HashMap::default(),
+            seen: HashMap::with_capacity_and_hasher(expected_cdrs, Default::default()),
             next_line: inputs
                 .iter()
                 .map(|input| match input.kind {
@@ -469,12 +482,17 @@ impl OrderedPass {
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
         for row in 0..block.n_rows() {
-            match self.seen.entry(block.key_digest[row]) {
+            let digest = block.key_digest[row];
+            let content = block.content_digest[row] as u32;
+            match self
+                .seen
+                .entry(DedupeKey([digest as u64, (digest >> 64) as u64]))
+            {
                 Entry::Vacant(vacant) => {
-                    vacant.insert(block.content_digest[row]);
+                    vacant.insert(content);
                 }
                 Entry::Occupied(occupied) => {
-                    let same_content = *occupied.get() == block.content_digest[row];
+                    let same_content = *occupied.get() == content;
                     block.status[row] = RowStatus::Duplicate { same_content };
                 }
             }

@@ -67,56 +67,42 @@ impl CanonicalColumns {
     }
 }
 
-/// Decodes one record. `default_source` names the feed when the file has no `source` column.
-pub fn decode_canonical_record<'a>(
+/// Decodes one record, given as its fields (already valid UTF-8). `default_source` names the feed
+/// when the file has no `source` column.
+pub fn decode_canonical_fields<'a>(
     columns: &CanonicalColumns,
-    record: &'a csv::ByteRecord,
+    fields: &[&'a str],
     default_source: &'a str,
     input_time_zone: Tz,
 ) -> Result<Cdr<'a>, RejectReason> {
-    if record.len() != columns.n_columns {
+    if fields.len() != columns.n_columns {
         return Err(RejectReason::WrongColumnCount);
     }
-    let text = |column: usize| -> Result<&'a str, RejectReason> {
-        let bytes: &'a [u8] = record
-            .get(columns.positions[column])
-            .expect("column count checked");
-        std::str::from_utf8(bytes)
-            .map(str::trim)
-            .map_err(|_| RejectReason::InvalidUtf8)
+    let text = |column: usize| -> &'a str { fields[columns.positions[column]].trim_ascii() };
+    let source = match columns.source.map(|position| fields[position].trim_ascii()) {
+        Some(source) if !source.is_empty() => source,
+        _ => default_source,
     };
-    let source = match columns.source {
-        Some(position) => {
-            let bytes: &'a [u8] = record.get(position).expect("column count checked");
-            let source = std::str::from_utf8(bytes).map_err(|_| RejectReason::InvalidUtf8)?;
-            if source.trim().is_empty() {
-                default_source
-            } else {
-                source.trim()
-            }
-        }
-        None => default_source,
-    };
-    let cdr_id = text(0)?;
+    let cdr_id = text(0);
     if cdr_id.is_empty() {
         return Err(RejectReason::MissingCdrId);
     }
-    let account = text(1)?;
+    let account = text(1);
     if account.is_empty() {
         return Err(RejectReason::MissingAccount);
     }
-    let direction = Direction::parse(text(2)?).ok_or(RejectReason::InvalidDirection)?;
-    let caller_text = text(3)?;
+    let direction = Direction::parse(text(2)).ok_or(RejectReason::InvalidDirection)?;
+    let caller_text = text(3);
     let caller = normalize_number(caller_text).unwrap_or(Cow::Borrowed(caller_text));
-    let callee = normalize_number(text(4)?).map_err(|problem| match problem {
+    let callee = normalize_number(text(4)).map_err(|problem| match problem {
         NumberProblem::Empty => RejectReason::EmptyCallee,
         NumberProblem::NotDigits | NumberProblem::TooLong => RejectReason::InvalidCallee,
     })?;
     let start_time_micros =
-        parse_timestamp_micros(text(5)?, input_time_zone).ok_or(RejectReason::InvalidStartTime)?;
+        parse_timestamp_micros(text(5), input_time_zone).ok_or(RejectReason::InvalidStartTime)?;
     let optional_time =
         |column: usize, reason: RejectReason| -> Result<Option<i64>, RejectReason> {
-            match text(column)? {
+            match text(column) {
                 "" => Ok(None),
                 time => parse_timestamp_micros(time, input_time_zone)
                     .map(Some)
@@ -125,14 +111,14 @@ pub fn decode_canonical_record<'a>(
         };
     let answer_time_micros = optional_time(6, RejectReason::InvalidAnswerTime)?;
     let end_time_micros = optional_time(7, RejectReason::InvalidEndTime)?;
-    let billsec = parse_billsec(text(8)?)?;
+    let billsec = parse_billsec(text(8))?;
     if end_time_micros.is_some_and(|end| end < start_time_micros) {
         return Err(RejectReason::EndBeforeStart);
     }
     if answer_time_micros.is_some_and(|answer| answer < start_time_micros) {
         return Err(RejectReason::AnswerBeforeStart);
     }
-    let disposition = text(9)?;
+    let disposition = text(9);
     if !crate::cdr::is_known_disposition(disposition) {
         return Err(RejectReason::InvalidDisposition);
     }
@@ -168,23 +154,24 @@ mod tests {
 
     const HEADER: &str = "cdr_id,account,direction,caller,callee,start_time,answer_time,end_time,billsec,disposition";
 
-    fn record(line: &str) -> csv::ByteRecord {
+    fn record(line: &str) -> csv::StringRecord {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .from_reader(line.as_bytes());
-        let mut record = csv::ByteRecord::new();
-        reader.read_byte_record(&mut record).unwrap();
+        let mut record = csv::StringRecord::new();
+        reader.read_record(&mut record).unwrap();
         record
     }
 
     fn columns() -> CanonicalColumns {
-        CanonicalColumns::from_header(record(HEADER).iter()).unwrap()
+        CanonicalColumns::from_header(record(HEADER).iter().map(str::as_bytes)).unwrap()
     }
 
     fn check(line: &str, expected: Result<&str, RejectReason>) {
         let record = record(line);
-        let decoded = decode_canonical_record(&columns(), &record, "test", chrono_tz::UTC);
+        let fields: Vec<&str> = record.iter().collect();
+        let decoded = decode_canonical_fields(&columns(), &fields, "test", chrono_tz::UTC);
         assert_eq!(
             decoded
                 .as_ref()
@@ -267,14 +254,18 @@ mod tests {
 
     #[test]
     fn header_needs_every_canonical_column() {
-        let problem =
-            CanonicalColumns::from_header(record("cdr_id,account,callee").iter()).unwrap_err();
+        let problem = CanonicalColumns::from_header(
+            record("cdr_id,account,callee").iter().map(str::as_bytes),
+        )
+        .unwrap_err();
         assert!(
             problem.contains("direction, caller, start_time"),
             "{problem}"
         );
         let reordered = CanonicalColumns::from_header(
-            record("source,disposition,billsec,end_time,answer_time,start_time,callee,caller,direction,account,cdr_id,extra").iter(),
+            record("source,disposition,billsec,end_time,answer_time,start_time,callee,caller,direction,account,cdr_id,extra")
+                .iter()
+                .map(str::as_bytes),
         )
         .unwrap();
         assert_eq!(reordered.positions[0], 10);

@@ -70,7 +70,7 @@ impl ParquetCdrReader {
     }
 
     /// The next batch as (row number, canonical text record) pairs.
-    pub fn next_records(&mut self) -> Option<Result<Vec<(u64, csv::ByteRecord)>, String>> {
+    pub fn next_records(&mut self) -> Option<Result<Vec<(u64, csv::StringRecord)>, String>> {
         let batch = match self.reader.next()? {
             Ok(batch) => batch,
             Err(error) => return Some(Err(format!("cannot read a Parquet batch: {error}"))),
@@ -97,12 +97,12 @@ impl ParquetCdrReader {
             .collect();
         let mut records = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
-            let mut record = csv::ByteRecord::new();
+            let mut record = csv::StringRecord::new();
             for column in &text_columns {
                 record.push_field(if column.is_null(row) {
-                    b""
+                    ""
                 } else {
-                    column.value(row).as_bytes()
+                    column.value(row)
                 });
             }
             records.push((self.next_row, record));

@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 /// time that occurs twice (DST ends) is the earlier instant, one that does not exist (DST starts)
 /// is refused.
 pub fn parse_timestamp_micros(text: &str, naive_time_zone: Tz) -> Option<i64> {
-    let bytes = text.trim().as_bytes();
+    let bytes = text.trim_ascii().as_bytes();
     if bytes.len() < 19 {
         return None;
     }
@@ -40,8 +40,10 @@ pub fn parse_timestamp_micros(text: &str, naive_time_zone: Tz) -> Option<i64> {
         }
         rest = &tail[n_digits..];
     }
-    let date = NaiveDate::from_ymd_opt(year, month, day)?;
-    let local_seconds = days_since_epoch(date) * 86_400
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    let local_seconds = days_from_civil(year, month, day) * 86_400
         + i64::from(hour) * 3600
         + i64::from(minute) * 60
         + i64::from(second);
@@ -50,7 +52,8 @@ pub fn parse_timestamp_micros(text: &str, naive_time_zone: Tz) -> Option<i64> {
             if naive_time_zone == chrono_tz::UTC {
                 local_seconds
             } else {
-                let naive = date.and_hms_opt(hour, minute, second)?;
+                let naive =
+                    NaiveDate::from_ymd_opt(year, month, day)?.and_hms_opt(hour, minute, second)?;
                 naive_time_zone
                     .from_local_datetime(&naive)
                     .earliest()?
@@ -88,9 +91,25 @@ fn digits(bytes: &[u8]) -> Option<u32> {
     })
 }
 
-fn days_since_epoch(date: NaiveDate) -> i64 {
-    const UNIX_EPOCH_DAYS_FROM_CE: i64 = 719_163;
-    i64::from(chrono::Datelike::num_days_from_ce(&date)) - UNIX_EPOCH_DAYS_FROM_CE
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
+    let year = i64::from(year) - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month = i64::from(month);
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +161,11 @@ mod tests {
         check("2026-03-08 02:30:00", New_York, None);
         check("1969-12-31T23:59:59Z", UTC, Some("1969-12-31T23:59:59Z"));
         check("2026-02-30T00:00:00Z", UTC, None);
+        check("2024-02-29T00:00:00Z", UTC, Some("2024-02-29T00:00:00Z"));
+        check("2100-02-29T00:00:00Z", UTC, None);
+        check("2000-02-29T12:00:00Z", UTC, Some("2000-02-29T12:00:00Z"));
+        check("2026-13-01T00:00:00Z", UTC, None);
+        check("0001-01-01T00:00:00Z", UTC, Some("0001-01-01T00:00:00Z"));
         check("2026-11-20T24:00:00Z", UTC, None);
         check("2026-11-20", UTC, None);
         check("yesterday at noon", UTC, None);

@@ -48,23 +48,84 @@ pub struct Rate {
     pub source_line: u64,
 }
 
-impl Rate {
+/// What pricing reads of a rate, packed into about one cache line and stored contiguously, so
+/// that rating millions of calls against a large deck costs one memory access per rate, not a
+/// chain of them. Derived from [`Rate`] by [`Deck::assemble`].
+#[derive(Clone, Copy, Debug)]
+pub struct RatePricing {
+    pub effective_from_micros: i64,
+    pub effective_until_micros: i64,
+    pub connect_fee_mantissa: i64,
+    /// The per-minute price shown on rated calls, at the deck's `price_decimals`.
+    pub rate_per_minute_mantissa: i64,
+    /// `i64::MAX` when the rate has no maximum cost.
+    pub max_cost_mantissa: i64,
+    /// The prefix as a number, with `prefix_length` digits (leading zeros allowed).
+    pub prefix_digits: u64,
+    pub no_charge_seconds: u32,
+    /// Index into [`Deck::destinations`].
+    pub destination: u32,
+    /// `NO_BAND` for an all-day rate.
+    pub band: BandId,
+    /// 0 for both directions, else 1 + the direction.
+    pub direction: u8,
+    pub prefix_length: u8,
+    /// Slots stored inline (at most 2) or, when 0, in `Deck::overflow_slots` from
+    /// `overflow_start` for `overflow_count`.
+    pub n_inline_slots: u8,
+    pub inline_slots: [PricingSlot; 2],
+    pub overflow_start: u32,
+    pub overflow_count: u32,
+}
+
+/// A slot as pricing needs it: where it starts, its block, its price per second.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PricingSlot {
+    pub offset_seconds: u32,
+    pub increment_seconds: u32,
+    /// Over the deck's `price_denominator`, at its `price_decimals`.
+    pub price_per_second_numerator: i64,
+}
+
+pub const NO_BAND: BandId = BandId::MAX;
+
+impl RatePricing {
     pub fn is_in_force_at(&self, instant_micros: i64) -> bool {
         self.effective_from_micros <= instant_micros && instant_micros < self.effective_until_micros
     }
 
-    /// The slot that applies at `offset_seconds` into the call.
-    pub fn slot_at(&self, offset_seconds: u32) -> &Slot {
-        self.slots
-            .iter()
-            .rev()
-            .find(|slot| slot.offset_seconds <= offset_seconds)
-            .unwrap_or(&self.slots[0])
+    pub fn applies_to(&self, direction: Direction) -> bool {
+        self.direction == 0 || self.direction == direction_code(direction)
+    }
+
+    pub fn max_cost(&self) -> Option<i64> {
+        (self.max_cost_mantissa != i64::MAX).then_some(self.max_cost_mantissa)
+    }
+
+    /// Writes the prefix's digits into `buffer` and returns them as text.
+    pub fn prefix_text<'b>(&self, buffer: &'b mut [u8; 20]) -> &'b str {
+        let length = usize::from(self.prefix_length);
+        let mut value = self.prefix_digits;
+        for position in (0..length).rev() {
+            buffer[position] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        std::str::from_utf8(&buffer[..length]).expect("digits are ASCII")
     }
 }
 
-/// A loaded deck. Built only by the deck parsers, which validate everything first: a deck that
-/// exists is a deck that is whole.
+fn direction_code(direction: Direction) -> u8 {
+    match direction {
+        Direction::Outbound => 1,
+        Direction::Inbound => 2,
+    }
+}
+
+/// Index values with this bit set name a group of several rates; without it, the one rate.
+const GROUP_TAG: u32 = 1 << 31;
+
+/// A loaded deck. Built only through [`Deck::assemble`], after a parser has validated everything:
+/// a deck that exists is a deck that is whole.
 #[derive(Clone)]
 pub struct Deck {
     pub name: String,
@@ -75,16 +136,155 @@ pub struct Deck {
     pub rounding: Rounding,
     pub bands: BandSchedule,
     pub rates: Vec<Rate>,
-    /// For each prefix, the rates sharing it (different dates, bands, directions), newest first.
-    pub prefix_groups: Vec<Vec<RateId>>,
-    pub prefix_index: PrefixIndex,
+    /// Hot pricing data, one per rate, same order as `rates`.
+    pub pricing: Vec<RatePricing>,
+    pub overflow_slots: Vec<PricingSlot>,
+    pub destinations: Vec<Arc<str>>,
+    /// Rates of prefixes that have several (dates, bands, directions), newest first: group `g` is
+    /// `group_rates[group_starts[g]..group_starts[g + 1]]`.
+    group_starts: Vec<u32>,
+    group_rates: Vec<RateId>,
+    prefix_index: PrefixIndex,
     /// Decimals of every price mantissa in the deck.
     pub price_decimals: u32,
     /// The least common multiple of every slot's unit: prices per second are over this.
     pub price_denominator: i128,
 }
 
+/// Everything about a deck except its indexes, as a parser produces it.
+pub struct DeckParts {
+    pub name: String,
+    pub version: String,
+    pub currency: String,
+    pub time_zone: Tz,
+    pub rounding: Rounding,
+    pub bands: BandSchedule,
+    pub rates: Vec<Rate>,
+    pub price_decimals: u32,
+    pub price_denominator: i128,
+}
+
 impl Deck {
+    /// Indexes validated rates: prefix lookup, groups, and the packed pricing array.
+    pub fn assemble(parts: DeckParts) -> Deck {
+        let DeckParts {
+            name,
+            version,
+            currency,
+            time_zone,
+            rounding,
+            bands,
+            rates,
+            price_decimals,
+            price_denominator,
+        } = parts;
+        let mut destinations: Vec<Arc<str>> = Vec::new();
+        let mut destination_ids: std::collections::HashMap<Arc<str>, u32> =
+            std::collections::HashMap::new();
+        let mut overflow_slots = Vec::new();
+        let mut pricing = Vec::with_capacity(rates.len());
+        for rate in &rates {
+            let destination = *destination_ids
+                .entry(Arc::clone(&rate.destination))
+                .or_insert_with(|| {
+                    destinations.push(Arc::clone(&rate.destination));
+                    (destinations.len() - 1) as u32
+                });
+            let slots: Vec<PricingSlot> = rate
+                .slots
+                .iter()
+                .map(|slot| PricingSlot {
+                    offset_seconds: slot.offset_seconds,
+                    increment_seconds: slot.increment_seconds,
+                    price_per_second_numerator: i64::try_from(slot.price_per_second_numerator)
+                        .expect("prices are capped at load"),
+                })
+                .collect();
+            let mut inline_slots = [PricingSlot::default(); 2];
+            let (n_inline_slots, overflow_start, overflow_count) = if slots.len() <= 2 {
+                inline_slots[..slots.len()].copy_from_slice(&slots);
+                (slots.len() as u8, 0, 0)
+            } else {
+                overflow_slots.extend_from_slice(&slots);
+                (
+                    0,
+                    (overflow_slots.len() - slots.len()) as u32,
+                    slots.len() as u32,
+                )
+            };
+            pricing.push(RatePricing {
+                effective_from_micros: rate.effective_from_micros,
+                effective_until_micros: rate.effective_until_micros,
+                connect_fee_mantissa: i64::try_from(rate.connect_fee_mantissa)
+                    .expect("prices are capped at load"),
+                rate_per_minute_mantissa: crate::money::mantissa_at(
+                    rate.rate_per_minute,
+                    price_decimals,
+                )
+                .and_then(|mantissa| i64::try_from(mantissa).ok())
+                .expect("price_decimals covers every price, and prices are capped at load"),
+                max_cost_mantissa: rate
+                    .max_cost_mantissa
+                    .map(|max_cost| i64::try_from(max_cost).expect("prices are capped at load"))
+                    .unwrap_or(i64::MAX),
+                prefix_digits: rate.prefix.parse().expect("prefixes are digits"),
+                no_charge_seconds: rate.no_charge_seconds,
+                destination,
+                band: rate.band.unwrap_or(NO_BAND),
+                direction: rate.direction.map(direction_code).unwrap_or(0),
+                prefix_length: rate.prefix.len() as u8,
+                n_inline_slots,
+                inline_slots,
+                overflow_start,
+                overflow_count,
+            });
+        }
+        let mut by_prefix: std::collections::HashMap<&str, Vec<RateId>> =
+            std::collections::HashMap::new();
+        let mut prefixes_in_order: Vec<&str> = Vec::new();
+        for (rate_id, rate) in rates.iter().enumerate() {
+            let entry = by_prefix.entry(&rate.prefix).or_default();
+            if entry.is_empty() {
+                prefixes_in_order.push(&rate.prefix);
+            }
+            entry.push(rate_id as RateId);
+        }
+        let mut prefix_index = PrefixIndex::default();
+        let mut group_starts = vec![0u32];
+        let mut group_rates = Vec::new();
+        for prefix in prefixes_in_order {
+            let mut rate_ids = by_prefix.remove(prefix).expect("listed above");
+            let value = if let [rate_id] = rate_ids[..] {
+                rate_id
+            } else {
+                rate_ids.sort_by_key(|&rate_id| {
+                    std::cmp::Reverse(pricing[rate_id as usize].effective_from_micros)
+                });
+                group_rates.extend_from_slice(&rate_ids);
+                group_starts.push(group_rates.len() as u32);
+                (group_starts.len() as u32 - 2) | GROUP_TAG
+            };
+            prefix_index.insert(prefix, value);
+        }
+        Deck {
+            name,
+            version,
+            currency,
+            time_zone,
+            rounding,
+            bands,
+            rates,
+            pricing,
+            overflow_slots,
+            destinations,
+            group_starts,
+            group_rates,
+            prefix_index,
+            price_decimals,
+            price_denominator,
+        }
+    }
+
     /// The rate for `number` at `instant_micros`: the longest prefix that has a rate in force for
     /// this direction and band. A longer prefix with nothing in force does not hide a shorter one.
     pub fn find_rate(
@@ -94,43 +294,41 @@ impl Deck {
         direction: Direction,
     ) -> Option<RateId> {
         let band = self.bands.band_at(self.time_zone, instant_micros);
-        self.prefix_index.find_longest(number, |_, group| {
-            self.select_in_group(group, instant_micros, band, direction)
+        self.prefix_index.find_longest(number, |_, value| {
+            self.select_for_prefix(value, instant_micros, band, direction)
         })
     }
 
-    /// Among rates of one prefix, the one in force: a band-specific rate over an all-day one, a
-    /// direction-specific rate over one for both, then the latest effective_from.
-    pub fn select_in_group(
+    /// Among the rates of one prefix (an index value), the one in force: a band-specific rate over
+    /// an all-day one, a direction-specific rate over one for both, then the latest effective_from.
+    fn select_for_prefix(
         &self,
-        group: u32,
+        value: u32,
         instant_micros: i64,
         band: Option<BandId>,
         direction: Direction,
     ) -> Option<RateId> {
-        let rate_ids = &self.prefix_groups[group as usize];
-        if let [rate_id] = rate_ids[..] {
-            // Most prefixes have one rate: no ranking needed.
-            let rate = &self.rates[rate_id as usize];
-            let applies = rate.is_in_force_at(instant_micros)
-                && rate.direction.is_none_or(|wanted| wanted == direction)
-                && (rate.band.is_none() || rate.band == band);
-            return applies.then_some(rate_id);
+        let band = band.unwrap_or(NO_BAND);
+        let applies = |rate_id: RateId| {
+            let pricing = &self.pricing[rate_id as usize];
+            pricing.is_in_force_at(instant_micros)
+                && pricing.applies_to(direction)
+                && (pricing.band == NO_BAND || pricing.band == band)
+        };
+        if value & GROUP_TAG == 0 {
+            return applies(value).then_some(value);
         }
+        let group = (value & !GROUP_TAG) as usize;
+        let rate_ids = &self.group_rates
+            [self.group_starts[group] as usize..self.group_starts[group + 1] as usize];
         let mut best: Option<(u8, RateId)> = None;
         for &rate_id in rate_ids {
-            let rate = &self.rates[rate_id as usize];
-            if !rate.is_in_force_at(instant_micros) {
+            if !applies(rate_id) {
                 continue;
             }
-            if rate.direction.is_some_and(|wanted| wanted != direction) {
-                continue;
-            }
-            if rate.band.is_some() && rate.band != band {
-                continue;
-            }
+            let pricing = &self.pricing[rate_id as usize];
             let specificity =
-                2 * u8::from(rate.band.is_some()) + u8::from(rate.direction.is_some());
+                2 * u8::from(pricing.band != NO_BAND) + u8::from(pricing.direction != 0);
             // Groups are sorted newest first, so the first rate of the best specificity wins.
             if best.is_none_or(|(best_specificity, _)| specificity > best_specificity) {
                 best = Some((specificity, rate_id));
@@ -139,15 +337,41 @@ impl Deck {
         best.map(|(_, rate_id)| rate_id)
     }
 
+    /// The rate of `rate_id`'s own prefix in force at an instant in a band: what prices the part
+    /// of a call after it crosses into another band.
+    pub fn rate_of_same_prefix(
+        &self,
+        rate_id: RateId,
+        instant_micros: i64,
+        band: Option<BandId>,
+        direction: Direction,
+    ) -> Option<RateId> {
+        let value = self
+            .prefix_index
+            .get(&self.rates[rate_id as usize].prefix)?;
+        self.select_for_prefix(value, instant_micros, band, direction)
+    }
+
     pub fn rate(&self, rate_id: RateId) -> &Rate {
         &self.rates[rate_id as usize]
     }
 
-    /// The group of the rate's own prefix, for re-selecting a rate when a call changes band.
-    pub fn group_of(&self, rate_id: RateId) -> u32 {
-        self.prefix_index
-            .get(&self.rate(rate_id).prefix)
-            .expect("every rate's prefix is indexed")
+    pub fn pricing(&self, rate_id: RateId) -> &RatePricing {
+        &self.pricing[rate_id as usize]
+    }
+
+    /// The slots of a rate, sorted by offset, the first at 0.
+    pub fn slots<'a>(&'a self, pricing: &'a RatePricing) -> &'a [PricingSlot] {
+        if pricing.n_inline_slots > 0 {
+            &pricing.inline_slots[..usize::from(pricing.n_inline_slots)]
+        } else {
+            let start = pricing.overflow_start as usize;
+            &self.overflow_slots[start..start + pricing.overflow_count as usize]
+        }
+    }
+
+    pub fn n_prefixes(&self) -> usize {
+        self.prefix_index.n_prefixes()
     }
 
     pub fn label(&self) -> String {

@@ -2,9 +2,8 @@
 //! Parsing is pure (text in, [`Deck`] or every problem out); reading the files is the caller's job.
 
 use super::bands::{Band, BandSchedule, parse_band_window};
-use super::deck::{Deck, Rate, RateId, Slot};
+use super::deck::{Deck, DeckParts, Rate, Slot};
 use super::deck_problems::{DeckError, DeckProblem};
-use super::prefix_index::PrefixIndex;
 use crate::cdr::Direction;
 use crate::money::{Rounding, RoundingMode, RoundingScope, mantissa_at};
 use chrono::{NaiveDate, TimeZone};
@@ -368,12 +367,12 @@ impl DeckColumns {
             problem("prefix", "is empty".to_string());
         } else if !prefix.bytes().all(|byte| byte.is_ascii_digit()) {
             problem("prefix", format!("{prefix:?} is not digits only"));
-        } else if prefix.len() > crate::cdr::NUMBER_DIGITS_MAX {
+        } else if prefix.len() > super::prefix_index::PREFIX_DIGITS_MAX {
             problem(
                 "prefix",
                 format!(
                     "{prefix:?} is longer than {} digits",
-                    crate::cdr::NUMBER_DIGITS_MAX
+                    super::prefix_index::PREFIX_DIGITS_MAX
                 ),
             );
         }
@@ -596,13 +595,12 @@ fn build_deck(
             source_line: row.line,
         });
     }
-    let (prefix_index, prefix_groups) = group_by_prefix(&rates);
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     hasher.update(text.csv);
     if let Some(manifest) = text.manifest {
         hasher.update(manifest.as_bytes());
     }
-    Ok(Deck {
+    Ok(Deck::assemble(DeckParts {
         name: settings.name,
         version: format!("{:016x}", hasher.digest())[..12].to_string(),
         currency: settings.currency,
@@ -610,32 +608,7 @@ fn build_deck(
         rounding: settings.rounding,
         bands: settings.bands,
         rates,
-        prefix_groups,
-        prefix_index,
         price_decimals,
         price_denominator,
-    })
-}
-
-/// Indexes rates by prefix; each prefix's rates are sorted newest effective_from first.
-pub fn group_by_prefix(rates: &[Rate]) -> (PrefixIndex, Vec<Vec<RateId>>) {
-    let mut prefix_index = PrefixIndex::default();
-    let mut groups: Vec<Vec<RateId>> = Vec::new();
-    for (rate_id, rate) in rates.iter().enumerate() {
-        let rate_id = RateId::try_from(rate_id).expect("a deck has fewer than 4 billion rates");
-        match prefix_index.get(&rate.prefix) {
-            Some(group) => groups[group as usize].push(rate_id),
-            None => {
-                let group = u32::try_from(groups.len()).expect("groups fit in u32");
-                prefix_index.insert(&rate.prefix, group);
-                groups.push(vec![rate_id]);
-            }
-        }
-    }
-    for group in &mut groups {
-        group.sort_by_key(|&rate_id| {
-            std::cmp::Reverse(rates[rate_id as usize].effective_from_micros)
-        });
-    }
-    (prefix_index, groups)
+    }))
 }

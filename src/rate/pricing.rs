@@ -56,8 +56,8 @@ pub fn price_call(
     billsec: u32,
     direction: Direction,
 ) -> Charge {
-    let first_rate = deck.rate(rate_id);
-    if billsec == 0 || billsec <= first_rate.no_charge_seconds {
+    let first = deck.pricing(rate_id);
+    if billsec == 0 || billsec <= first.no_charge_seconds {
         return Charge {
             rate_id: Some(rate_id),
             billable_seconds: 0,
@@ -72,35 +72,39 @@ pub fn price_call(
     // The running cost is a numerator at `accumulator_decimals` over `price_denominator`.
     let accumulator_decimals = deck.price_decimals.max(increment_decimals.unwrap_or(0));
     let to_accumulator = crate::money::pow10(accumulator_decimals - deck.price_decimals);
-    let mut numerator = first_rate.connect_fee_mantissa * to_accumulator * deck.price_denominator;
+    let mut numerator =
+        i128::from(first.connect_fee_mantissa) * to_accumulator * deck.price_denominator;
 
-    let call_end_micros = pricing_time_micros + i64::from(billsec) * 1_000_000;
+    let billsec = u64::from(billsec);
+    let call_end_micros = pricing_time_micros + billsec as i64 * 1_000_000;
     let mut next_band_change_micros =
         deck.bands
             .next_change(deck.time_zone, pricing_time_micros, call_end_micros);
-    let mut current_rate_id = rate_id;
-    let mut offset_seconds: u32 = 0;
+    let mut current = first;
+    let mut offset_seconds: u64 = 0;
     while offset_seconds < billsec {
-        let rate = deck.rate(current_rate_id);
-        let slot = rate.slot_at(offset_seconds);
-        let next_slot_offset = rate
-            .slots
+        let slots = deck.slots(current);
+        let slot_index = slots
             .iter()
-            .map(|candidate| candidate.offset_seconds)
-            .find(|&candidate_offset| candidate_offset > offset_seconds)
-            .unwrap_or(u32::MAX);
+            .rposition(|slot| u64::from(slot.offset_seconds) <= offset_seconds)
+            .unwrap_or(0);
+        let slot = slots[slot_index];
+        let next_slot_offset = slots
+            .get(slot_index + 1)
+            .map_or(u64::MAX, |next| u64::from(next.offset_seconds));
         let band_change_offset = next_band_change_micros
             .map(|change| seconds_between(pricing_time_micros, change))
-            .unwrap_or(u32::MAX);
+            .unwrap_or(u64::MAX);
         let span_end = billsec.min(next_slot_offset).min(band_change_offset);
-        let increment = slot.increment_seconds;
+        let increment = u64::from(slot.increment_seconds);
         let n_increments = (span_end - offset_seconds).div_ceil(increment);
         let span_seconds = n_increments * increment;
+        let price_per_second = i128::from(slot.price_per_second_numerator);
         numerator += match increment_decimals {
-            None => slot.price_per_second_numerator * to_accumulator * i128::from(span_seconds),
+            None => price_per_second * to_accumulator * i128::from(span_seconds),
             Some(decimals) => {
                 let increment_cost = round_scaled_ratio(
-                    slot.price_per_second_numerator * i128::from(increment),
+                    price_per_second * i128::from(increment),
                     deck.price_decimals,
                     deck.price_denominator,
                     decimals,
@@ -114,11 +118,12 @@ pub fn price_call(
         };
         offset_seconds += span_seconds;
         if offset_seconds >= band_change_offset {
-            let now_micros = pricing_time_micros + i64::from(offset_seconds) * 1_000_000;
+            let now_micros = pricing_time_micros + offset_seconds as i64 * 1_000_000;
             let band = deck.bands.band_at(deck.time_zone, now_micros);
-            let group = deck.group_of(rate_id);
-            if let Some(next_rate_id) = deck.select_in_group(group, now_micros, band, direction) {
-                current_rate_id = next_rate_id;
+            if let Some(next_rate_id) =
+                deck.rate_of_same_prefix(rate_id, now_micros, band, direction)
+            {
+                current = deck.pricing(next_rate_id);
             }
             next_band_change_micros =
                 deck.bands
@@ -132,19 +137,20 @@ pub fn price_call(
         rounding.decimals,
         rounding.mode,
     );
-    if let Some(max_cost_mantissa) = first_rate.max_cost_mantissa {
-        cost_mantissa = cost_mantissa.min(max_cost_mantissa);
+    if let Some(max_cost_mantissa) = first.max_cost() {
+        cost_mantissa = cost_mantissa.min(i128::from(max_cost_mantissa));
     }
     Charge {
         rate_id: Some(rate_id),
-        billable_seconds: offset_seconds,
+        billable_seconds: u32::try_from(offset_seconds)
+            .expect("billsec is capped, so billable seconds fit in u32"),
         cost_mantissa,
     }
 }
 
 /// Whole seconds from `from_micros` to `to_micros`, rounded up (a boundary inside a second belongs
 /// to the next one).
-fn seconds_between(from_micros: i64, to_micros: i64) -> u32 {
+fn seconds_between(from_micros: i64, to_micros: i64) -> u64 {
     let micros = (to_micros - from_micros).max(0);
-    u32::try_from((micros + 999_999) / 1_000_000).unwrap_or(u32::MAX)
+    ((micros + 999_999) / 1_000_000) as u64
 }

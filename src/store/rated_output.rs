@@ -9,8 +9,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use std::fs::File;
 use std::io::BufWriter;
@@ -32,7 +33,7 @@ impl MoneyScales {
         let rate = context
             .decks
             .iter()
-            .flat_map(|deck| deck.rates.iter().map(|rate| rate.rate_per_minute.scale()))
+            .map(|deck| deck.price_decimals)
             .max()
             .unwrap_or(0);
         let cost = context
@@ -107,6 +108,7 @@ pub fn rated_record_batch(
     let mut currency = StringBuilder::with_capacity(n_rows, n_rows * 3);
     let mut status = StringBuilder::with_capacity(n_rows, n_rows * 5);
     let mut reason = StringBuilder::with_capacity(n_rows, n_rows);
+    let mut prefix_buffer = [0u8; 20];
     for row in 0..n_rows {
         let row_status = block.status[row];
         status.append_value(row_status.status_text());
@@ -131,11 +133,11 @@ pub fn rated_record_batch(
                 rate.append_null();
             }
             rate_id => {
-                let row_rate = row_deck.rate(rate_id);
-                prefix.append_value(&row_rate.prefix);
-                destination.append_value(&row_rate.destination);
-                let price = row_rate.rate_per_minute;
-                rate.append_value(price.mantissa() * pow10(scales.rate as u32 - price.scale()));
+                let pricing = row_deck.pricing(rate_id);
+                prefix.append_value(pricing.prefix_text(&mut prefix_buffer));
+                destination.append_value(&row_deck.destinations[pricing.destination as usize]);
+                let rescale = pow10(scales.rate as u32 - row_deck.price_decimals);
+                rate.append_value(i128::from(pricing.rate_per_minute_mantissa) * rescale);
             }
         }
         if matches!(row_status, RowStatus::Rejected(_)) {
@@ -237,10 +239,20 @@ pub struct ParallelParquetWriter {
 
 impl ParallelParquetWriter {
     pub fn new(file: File, schema: SchemaRef) -> anyhow::Result<Self> {
-        let mut properties = WriterProperties::builder()
+        let mut builder = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP_ROWS))
-            .build();
+            .set_statistics_enabled(EnabledStatistics::None);
+        // Identifiers and numbers are nearly unique per row: a dictionary only costs time there.
+        for column in ["cdr_id", "caller", "callee", "rate_prefix"] {
+            builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+        // Row-group statistics where readers filter: call times and accounts.
+        for column in ["start_time", "answer_time", "end_time", "account"] {
+            builder = builder
+                .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::Chunk);
+        }
+        let mut properties = builder.build();
         // Readers (DuckDB, pandas) use the embedded Arrow schema for the time zone and decimals.
         parquet::arrow::add_encoded_arrow_schema_to_metadata(&schema, &mut properties);
         let properties = Arc::new(properties);
