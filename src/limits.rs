@@ -37,3 +37,11 @@ pub const PROGRESS_INTERVAL_MILLISECONDS: u64 = 500;
 /// Most dedupe entries reserved up front (about 25 bytes each): a 20M-CDR night without
 /// rehashing, no more than about 0.5 GB reserved; the table grows past it when needed.
 pub const DEDUPE_RESERVE_MAX: u64 = 20_000_000;
+
+/// Longest call accepted, in seconds (7 days). No call lasts a week; a larger billsec is a corrupt
+/// record, and the cap keeps every cost within exact integer range.
+pub const BILLSEC_MAX: u32 = 7 * 86_400;
+
+/// Highest price (per minute, connect fee or maximum cost) a deck may contain. Far above any real
+/// tariff; with [`BILLSEC_MAX`] it bounds a call's cost well inside i64 at 8 decimals.
+pub const PRICE_MAX: u32 = 10_000;

@@ -140,7 +140,11 @@ pub fn decode_canonical_fields<'a>(
 /// Billable seconds as the switch wrote them: a whole number, `0` for unanswered calls.
 pub fn parse_billsec(text: &str) -> Result<u32, RejectReason> {
     if let Ok(billsec) = text.parse::<u32>() {
-        return Ok(billsec);
+        return if billsec <= crate::limits::BILLSEC_MAX {
+            Ok(billsec)
+        } else {
+            Err(RejectReason::InvalidBillsec)
+        };
     }
     match text.parse::<i64>() {
         Ok(negative) if negative < 0 => Err(RejectReason::NegativeBillsec),

@@ -30,6 +30,10 @@ pub const OPTIONAL_COLUMNS: [&str; 4] = ["no_charge_seconds", "max_cost", "band"
 /// integer pricing path stays far from overflow.
 pub const PRICE_DECIMALS_MAX: u32 = 10;
 
+/// Costs are rounded to at most this many decimals, so that the largest cost fits the 18-digit
+/// decimal of the rated-calls file.
+pub const COST_DECIMALS_MAX: u32 = 8;
+
 /// The per-minute unit of native rates.
 const NATIVE_UNIT_SECONDS: u32 = 60;
 
@@ -128,9 +132,9 @@ fn validate_manifest(text: &NativeDeckText<'_>, problems: &mut Vec<DeckProblem>)
         ));
     }
     let decimals = raw.rounding_decimals.unwrap_or(4);
-    if decimals > PRICE_DECIMALS_MAX {
+    if decimals > COST_DECIMALS_MAX {
         problem(format!(
-            "rounding_decimals {decimals} is more than {PRICE_DECIMALS_MAX}"
+            "rounding_decimals {decimals} is more than {COST_DECIMALS_MAX}"
         ));
     }
     let mode = match raw.rounding_mode.as_deref() {
@@ -148,7 +152,7 @@ fn validate_manifest(text: &NativeDeckText<'_>, problems: &mut Vec<DeckProblem>)
             decimals: raw
                 .rounding_increment_decimals
                 .unwrap_or(5)
-                .min(PRICE_DECIMALS_MAX),
+                .min(COST_DECIMALS_MAX),
         },
         Some(other) => {
             problem(format!("rounding_scope {other:?} is not call or increment"));
@@ -469,6 +473,13 @@ fn parse_price(
     };
     if value.is_sign_negative() && !value.is_zero() {
         problem(column, format!("{text} is negative"));
+        return None;
+    }
+    if value > Decimal::from(crate::limits::PRICE_MAX) {
+        problem(
+            column,
+            format!("{text} is more than {}", crate::limits::PRICE_MAX),
+        );
         return None;
     }
     if value.scale() > PRICE_DECIMALS_MAX {

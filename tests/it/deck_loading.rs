@@ -82,6 +82,29 @@ fn header_and_manifest_problems() {
 }
 
 #[test]
+fn absurd_prices_and_rounding_are_refused() {
+    let header =
+        "prefix,destination,rate,connect_fee,min_seconds,increment,effective_from,effective_until";
+    let problems = problems_of(
+        &format!("{header}\n1,,0,922337203685478,0,1,,\n"),
+        Some("rounding_decimals = 12"),
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem
+                .contains("column connect_fee: 922337203685478 is more than 10000")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.contains("rounding_decimals 12 is more than 8")),
+        "{problems:?}"
+    );
+}
+
+#[test]
 fn an_empty_deck_and_a_deck_with_only_a_header_are_refused() {
     assert!(problems_of("", None)[0].contains("empty"));
     let header =
