@@ -64,6 +64,29 @@ pub struct RejectedRecord {
     pub row: Option<usize>,
 }
 
+/// A rate's prefix, destination and price per minute, as shown on a rated call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ShownRate {
+    pub prefix_digits: u64,
+    pub rate_per_minute_mantissa: i64,
+    pub destination: u32,
+    pub prefix_length: u8,
+}
+
+impl ShownRate {
+    fn of(deck: &Deck, rate_id: Option<RateId>) -> ShownRate {
+        rate_id.map_or_else(ShownRate::default, |rate_id| {
+            let pricing = deck.pricing(rate_id);
+            ShownRate {
+                prefix_digits: pricing.prefix_digits,
+                rate_per_minute_mantissa: pricing.rate_per_minute_mantissa,
+                destination: pricing.destination,
+                prefix_length: pricing.prefix_length,
+            }
+        })
+    }
+}
+
 /// No deck (the CDR was rejected before a deck was chosen).
 pub const NO_DECK: DeckIndex = DeckIndex::MAX;
 /// No rate (rejected, or an unanswered call to an unrated number).
@@ -79,6 +102,8 @@ pub struct RatedBlock {
     pub input_columns: Vec<ArrayRef>,
     pub deck: Vec<DeckIndex>,
     pub rate: Vec<RateId>,
+    /// What the rated-calls file shows of each row's rate, copied while pricing has it in cache.
+    pub shown_rate: Vec<ShownRate>,
     pub billable_seconds: Vec<u32>,
     /// Cost mantissa at the row's deck's rounding decimals.
     pub cost_mantissa: Vec<i64>,
@@ -140,6 +165,7 @@ impl<'c> RatedBlockBuilder<'c> {
                 input_columns: Vec::new(),
                 deck: Vec::with_capacity(rows_hint),
                 rate: Vec::with_capacity(rows_hint),
+                shown_rate: Vec::with_capacity(rows_hint),
                 billable_seconds: Vec::with_capacity(rows_hint),
                 cost_mantissa: Vec::with_capacity(rows_hint),
                 status: Vec::with_capacity(rows_hint),
@@ -215,7 +241,7 @@ impl<'c> RatedBlockBuilder<'c> {
         let deck_index = match context.deck_choice.deck_for(cdr.account, cdr.direction) {
             Ok(deck_index) => deck_index,
             Err(reason) => {
-                self.push_rating(NO_DECK, Err(reason));
+                self.push_rating(NO_DECK, Err(reason), ShownRate::default());
                 self.reject(line, raw, reason, Some(row));
                 return;
             }
@@ -239,18 +265,17 @@ impl<'c> RatedBlockBuilder<'c> {
                     raw_offset: raw_offset as u32,
                     raw_length: raw.len() as u32,
                 });
-                self.push_rating(
-                    deck_index,
-                    Ok(Charge {
-                        rate_id: None,
-                        billable_seconds: 0,
-                        cost_mantissa: 0,
-                    }),
-                );
+                let placeholder = Charge {
+                    rate_id: None,
+                    billable_seconds: 0,
+                    cost_mantissa: 0,
+                };
+                self.push_rating(deck_index, Ok(placeholder), ShownRate::default());
             }
             _ => {
                 let rated = rate_cdr(deck, &cdr);
-                self.push_rating(deck_index, rated);
+                let shown = ShownRate::of(deck, rated.ok().and_then(|charge| charge.rate_id));
+                self.push_rating(deck_index, rated, shown);
                 if let Err(reason) = rated {
                     self.reject(line, raw, reason, Some(row));
                 }
@@ -258,8 +283,14 @@ impl<'c> RatedBlockBuilder<'c> {
         }
     }
 
-    fn push_rating(&mut self, deck_index: DeckIndex, rated: Result<Charge, RejectReason>) {
+    fn push_rating(
+        &mut self,
+        deck_index: DeckIndex,
+        rated: Result<Charge, RejectReason>,
+        shown: ShownRate,
+    ) {
         self.block.deck.push(deck_index);
+        self.block.shown_rate.push(shown);
         match rated {
             Ok(charge) => {
                 self.block.rate.push(charge.rate_id.unwrap_or(NO_RATE));
@@ -318,6 +349,7 @@ impl<'c> RatedBlockBuilder<'c> {
             match rated {
                 Ok(charge) => {
                     self.block.rate[row] = charge.rate_id.unwrap_or(NO_RATE);
+                    self.block.shown_rate[row] = ShownRate::of(deck, charge.rate_id);
                     self.block.billable_seconds[row] = charge.billable_seconds;
                     self.block.cost_mantissa[row] = i64::try_from(charge.cost_mantissa)
                         .expect("prices and billsec are capped, so a cost fits in i64");

@@ -101,17 +101,6 @@ impl RatePricing {
     pub fn max_cost(&self) -> Option<i64> {
         (self.max_cost_mantissa != i64::MAX).then_some(self.max_cost_mantissa)
     }
-
-    /// Writes the prefix's digits into `buffer` and returns them as text.
-    pub fn prefix_text<'b>(&self, buffer: &'b mut [u8; 20]) -> &'b str {
-        let length = usize::from(self.prefix_length);
-        let mut value = self.prefix_digits;
-        for position in (0..length).rev() {
-            buffer[position] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-        std::str::from_utf8(&buffer[..length]).expect("digits are ASCII")
-    }
 }
 
 fn direction_code(direction: Direction) -> u8 {

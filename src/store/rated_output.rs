@@ -132,12 +132,16 @@ pub fn rated_record_batch(
                 destination.append_null();
                 rate.append_null();
             }
-            rate_id => {
-                let pricing = row_deck.pricing(rate_id);
-                prefix.append_value(pricing.prefix_text(&mut prefix_buffer));
-                destination.append_value(&row_deck.destinations[pricing.destination as usize]);
+            _ => {
+                let shown = block.shown_rate[row];
+                prefix.append_value(prefix_text(
+                    shown.prefix_digits,
+                    shown.prefix_length,
+                    &mut prefix_buffer,
+                ));
+                destination.append_value(&row_deck.destinations[shown.destination as usize]);
                 let rescale = pow10(scales.rate as u32 - row_deck.price_decimals);
-                rate.append_value(i128::from(pricing.rate_per_minute_mantissa) * rescale);
+                rate.append_value(i128::from(shown.rate_per_minute_mantissa) * rescale);
             }
         }
         if matches!(row_status, RowStatus::Rejected(_)) {
@@ -170,6 +174,17 @@ pub fn rated_record_batch(
         Arc::new(reason.finish()),
     ]);
     RecordBatch::try_new(Arc::clone(schema), columns).expect("rated batch matches its schema")
+}
+
+/// Writes a prefix's digits (with its leading zeros) into `buffer` and returns them as text.
+fn prefix_text(digits: u64, length: u8, buffer: &mut [u8; 20]) -> &str {
+    let length = usize::from(length);
+    let mut value = digits;
+    for position in (0..length).rev() {
+        buffer[position] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    std::str::from_utf8(&buffer[..length]).expect("digits are ASCII")
 }
 
 /// Where rated batches go.
