@@ -10,3 +10,4 @@ pub mod money;
 pub mod rate;
 pub mod store;
 pub mod synthetic;
+pub mod text;

@@ -7,7 +7,7 @@ use crate::cdr::RejectReason;
 use crate::ingest::canonical_csv::{CanonicalColumns, decode_canonical_fields};
 use crate::limits::REJECT_RAW_BYTES_MAX;
 use crate::rate::deck::{Deck, RateId};
-use crate::rate::pricing::{Charge, price_call, rate_cdr};
+use crate::rate::pricing::{Charge, charge_for, rate_cdr};
 use arrow::array::{ArrayRef, Int64Array, StringBuilder, TimestampMicrosecondArray};
 use chrono_tz::Tz;
 use std::sync::Arc;
@@ -259,7 +259,7 @@ impl<'c> RatedBlockBuilder<'c> {
                     callee,
                     callee_length: cdr.callee.len() as u8,
                     pricing_time_micros: cdr.pricing_time_micros(),
-                    billsec: if cdr.is_answered() { cdr.billsec } else { 0 },
+                    billsec: cdr.billsec,
                     answered: cdr.is_answered(),
                     line,
                     raw_offset: raw_offset as u32,
@@ -331,21 +331,14 @@ impl<'c> RatedBlockBuilder<'c> {
         for (call, rate_id) in pending.iter().zip(rate_ids) {
             let row = call.row as usize;
             let deck = &decks[usize::from(call.deck)];
-            let rated = match (rate_id, call.answered) {
-                (Some(rate_id), true) => Ok(price_call(
-                    deck,
-                    rate_id,
-                    call.pricing_time_micros,
-                    call.billsec,
-                    call.direction,
-                )),
-                (None, true) => Err(RejectReason::NoRateForDestination),
-                (rate_id, false) => Ok(Charge {
-                    rate_id,
-                    billable_seconds: 0,
-                    cost_mantissa: 0,
-                }),
-            };
+            let rated = charge_for(
+                deck,
+                rate_id,
+                call.pricing_time_micros,
+                call.billsec,
+                call.answered,
+                call.direction,
+            );
             match rated {
                 Ok(charge) => {
                     self.block.rate[row] = charge.rate_id.unwrap_or(NO_RATE);

@@ -36,15 +36,7 @@ impl CanonicalColumns {
     pub fn from_header<'h>(
         header: impl IntoIterator<Item = &'h [u8]>,
     ) -> Result<CanonicalColumns, String> {
-        let names: Vec<String> = header
-            .into_iter()
-            .map(|name| {
-                String::from_utf8_lossy(name)
-                    .trim()
-                    .trim_start_matches('\u{feff}')
-                    .to_ascii_lowercase()
-            })
-            .collect();
+        let names = crate::text::normalized_header_names(header);
         let position = |wanted: &str| names.iter().position(|name| name == wanted);
         let missing: Vec<&str> = CANONICAL_COLUMNS
             .iter()

@@ -296,15 +296,7 @@ impl DeckColumns {
         header: &csv::ByteRecord,
         problems: &mut Vec<DeckProblem>,
     ) -> Option<DeckColumns> {
-        let names: Vec<String> = header
-            .iter()
-            .map(|name| {
-                String::from_utf8_lossy(name)
-                    .trim()
-                    .trim_start_matches('\u{feff}')
-                    .to_ascii_lowercase()
-            })
-            .collect();
+        let names = crate::text::normalized_header_names(header);
         let position = |wanted: &str| names.iter().position(|name| name == wanted);
         let mut required = [0usize; 8];
         let mut complete = true;

@@ -24,13 +24,33 @@ pub struct Charge {
 pub fn rate_cdr(deck: &Deck, cdr: &Cdr<'_>) -> Result<Charge, RejectReason> {
     let pricing_time_micros = cdr.pricing_time_micros();
     let rate_id = deck.find_rate(&cdr.callee, pricing_time_micros, cdr.direction);
-    match (rate_id, cdr.is_answered()) {
+    charge_for(
+        deck,
+        rate_id,
+        pricing_time_micros,
+        cdr.billsec,
+        cdr.is_answered(),
+        cdr.direction,
+    )
+}
+
+/// The charge for a call once its rate has been looked up: priced when answered, free when not,
+/// a reject when answered with no rate.
+pub fn charge_for(
+    deck: &Deck,
+    rate_id: Option<RateId>,
+    pricing_time_micros: i64,
+    billsec: u32,
+    answered: bool,
+    direction: Direction,
+) -> Result<Charge, RejectReason> {
+    match (rate_id, answered) {
         (Some(rate_id), true) => Ok(price_call(
             deck,
             rate_id,
             pricing_time_micros,
-            cdr.billsec,
-            cdr.direction,
+            billsec,
+            direction,
         )),
         (None, true) => Err(RejectReason::NoRateForDestination),
         (rate_id, false) => Ok(Charge {
