@@ -159,14 +159,7 @@ pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
             .map(|item| rate_item(&context, &inputs, item))
             .collect();
         for (item, block) in group.iter().zip(&mut blocks) {
-            ordered.apply(
-                item.file_index,
-                &inputs,
-                block,
-                &context,
-                &mut rejects,
-                &mut summary,
-            )?;
+            ordered.apply(item.file_index, &inputs, block, &mut rejects, &mut summary)?;
         }
         let batches: Vec<RecordBatch> = blocks
             .par_iter()
@@ -477,7 +470,6 @@ impl OrderedPass {
         file_index: usize,
         inputs: &[InputFile],
         block: &mut RatedBlock,
-        context: &RatingContext,
         rejects: &mut RejectsFile,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
@@ -517,7 +509,7 @@ impl OrderedPass {
         }
         self.next_line[file_index] += block.n_lines;
         summary.rows_read += block.n_records;
-        summary.add_rows(block, context, &mut self.cost_by_deck);
+        summary.add_rows(block, &mut self.cost_by_deck);
         Ok(())
     }
 }

@@ -37,12 +37,7 @@ impl Summary {
 
     /// Adds a block whose statuses are final; parse rejects are counted separately, as the
     /// ordered pass writes them.
-    pub fn add_rows(
-        &mut self,
-        block: &RatedBlock,
-        context: &RatingContext,
-        cost_by_deck: &mut [i128],
-    ) {
+    pub fn add_rows(&mut self, block: &RatedBlock, cost_by_deck: &mut [i128]) {
         for row in 0..block.n_rows() {
             match block.status[row] {
                 RowStatus::Rated => {
@@ -60,7 +55,6 @@ impl Summary {
                 }
             }
         }
-        let _ = context;
     }
 
     /// Folds per-deck cost mantissas into totals per currency.
