@@ -137,43 +137,56 @@ pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
     let mut ordered = OrderedPass::new(&inputs, context.decks.len());
     let total_progress: u64 = inputs.iter().map(|input| input.size_bytes).sum();
     let mut progress = Progress::new(job.show_progress, total_progress);
-    let mut group: Vec<WorkItem> = Vec::with_capacity(BLOCKS_PER_GROUP);
     let mut failure: Option<anyhow::Error> = None;
-    'groups: loop {
-        group.clear();
-        while group.len() < BLOCKS_PER_GROUP {
+    // While one group of blocks is rated, the previous group goes through the ordered pass and
+    // into Arrow batches: the sequential pass no longer leaves a core idle.
+    let mut previous: Option<(Vec<WorkItem>, Vec<RatedBlock>)> = None;
+    loop {
+        let mut group: Vec<WorkItem> = Vec::with_capacity(BLOCKS_PER_GROUP);
+        while failure.is_none() && group.len() < BLOCKS_PER_GROUP {
             match work_receiver.recv() {
                 Ok(Ok(item)) => group.push(item),
-                Ok(Err(problem)) => {
-                    failure = Some(anyhow!(problem));
-                    break 'groups;
-                }
+                Ok(Err(problem)) => failure = Some(anyhow!(problem)),
                 Err(_) => break,
             }
         }
-        if group.is_empty() {
-            break;
-        }
-        let mut blocks: Vec<RatedBlock> = group
-            .par_iter()
-            .map(|item| rate_item(&context, &inputs, item))
-            .collect();
-        for (item, block) in group.iter().zip(&mut blocks) {
-            ordered.apply(item.file_index, &inputs, block, &mut rejects, &mut summary)?;
-        }
-        let batches: Vec<RecordBatch> = blocks
-            .par_iter()
-            .map(|block| rated_record_batch(block, &context, scales, &schema))
-            .collect();
-        for batch in batches {
+        let (rated, finished) = rayon::join(
+            || {
+                group
+                    .par_iter()
+                    .map(|item| rate_item(&context, &inputs, item))
+                    .collect::<Vec<RatedBlock>>()
+            },
+            || -> anyhow::Result<Option<Vec<RecordBatch>>> {
+                let Some((items, mut blocks)) = previous.take() else {
+                    return Ok(None);
+                };
+                for (item, block) in items.iter().zip(&mut blocks) {
+                    ordered.apply(item.file_index, &inputs, block, &mut rejects, &mut summary)?;
+                }
+                let done = items
+                    .last()
+                    .map(|item| ordered.progress_before(item.file_index) + item.progress_end);
+                progress.update(summary.rows_read, done.unwrap_or(0));
+                Ok(Some(
+                    blocks
+                        .par_iter()
+                        .map(|block| rated_record_batch(block, &context, scales, &schema))
+                        .collect(),
+                ))
+            },
+        );
+        let mut writer_gone = false;
+        for batch in finished?.into_iter().flatten() {
             if batch_sender.send(batch).is_err() {
-                break 'groups;
+                writer_gone = true;
+                break;
             }
         }
-        let done = group
-            .last()
-            .map(|item| ordered.progress_before(item.file_index) + item.progress_end);
-        progress.update(summary.rows_read, done.unwrap_or(0));
+        if group.is_empty() || writer_gone || failure.is_some() {
+            break;
+        }
+        previous = Some((group, rated));
     }
     drop(work_receiver);
     drop(batch_sender);
