@@ -97,7 +97,7 @@ fn bench_lookup_and_pricing(criterion: &mut Criterion) {
         .unwrap()
         + 1;
     let context = RatingContext {
-        decks: vec![deck],
+        decks: std::sync::Arc::new(vec![deck]),
         deck_choice: DeckChoice::Single(0),
         input_time_zone: chrono_tz::UTC,
         default_source: "bench".into(),

@@ -1,9 +1,11 @@
 //! tollgate: CDR rating and credit control. The folder tree is the pipeline:
-//! `ingest` (decoding) → `rate` (pure pricing) → `credit` (accounts) → `store` (outputs).
+//! `ingest` (decoding) → `rate` (pure pricing) → `credit` (accounts, posting rules) → `store`
+//! (outputs, ledger stores); `batch` runs the nightly job and `daemon` the streaming service.
 
 pub mod batch;
 pub mod cdr;
 pub mod credit;
+pub mod daemon;
 pub mod ingest;
 pub mod limits;
 pub mod money;

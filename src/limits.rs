@@ -45,3 +45,30 @@ pub const BILLSEC_MAX: u32 = 7 * 86_400;
 /// Highest price (per minute, connect fee or maximum cost) a deck may contain. Far above any real
 /// tariff; with [`BILLSEC_MAX`] it bounds a call's cost well inside i64 at 8 decimals.
 pub const PRICE_MAX: u32 = 10_000;
+
+/// Most CDRs posted in one store transaction by the daemon: large enough that per-transaction
+/// costs (fsync, progress row) vanish, small enough that a commit takes well under a second.
+pub const BATCH_CDRS_MAX: usize = 50_000;
+
+/// Longest a rated CDR waits for its batch to fill before the batch is posted anyway.
+pub const BATCH_WAIT_MILLISECONDS: u64 = 200;
+
+/// Work items (rated blocks of spool files, HTTP batches) waiting for the poster. Senders block
+/// (spool) or are answered 503 (HTTP) when it is full.
+pub const POSTER_QUEUE_MAX: usize = 8;
+
+/// Largest `POST /v1/cdrs` body; a larger one is answered 413.
+pub const REQUEST_BYTES_MAX: usize = 32 << 20;
+
+/// Attempts at posting one batch before the daemon gives up on it for now (the spool file stays
+/// in the spool and is resumed from its recorded progress; an HTTP request gets 503).
+pub const STORE_ATTEMPTS_MAX: u32 = 5;
+
+/// Wait before the first retry of a failed post; doubled for each further attempt.
+pub const STORE_RETRY_BACKOFF_MILLISECONDS: u64 = 200;
+
+/// How often the spool folder is scanned for new files.
+pub const SPOOL_POLL_MILLISECONDS: u64 = 250;
+
+/// How long the spool pauses after giving up on a file because the store failed.
+pub const SPOOL_PAUSE_AFTER_STORE_FAILURE_MILLISECONDS: u64 = 2_000;

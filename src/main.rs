@@ -10,6 +10,10 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tollgate::batch::pipeline::{InputFormat, RateJob, run_rate_job};
+use tollgate::credit::account_import::import_accounts;
+use tollgate::daemon::config::ServeConfig;
+use tollgate::daemon::run_daemon;
+use tollgate::store::ledger_store::{LedgerStore, StoreLocation, open_store};
 use tollgate::store::rated_output::OutputFormat;
 use tollgate::synthetic::{GenOptions, generate};
 
@@ -52,6 +56,25 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run the daemon: spool folder and HTTP intake, rated and posted to the ledger exactly once.
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Address to listen on (overrides the config file).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Spool folder (overrides the config file).
+        #[arg(long)]
+        spool_dir: Option<PathBuf>,
+        /// Rate deck CSV, repeatable (overrides the config file's decks).
+        #[arg(long = "deck")]
+        decks: Vec<PathBuf>,
+    },
+    /// Import or show accounts in the store.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
     /// Write a deterministic synthetic deck, accounts and CDR file.
     Gen {
         #[arg(long, default_value_t = 100_000)]
@@ -67,9 +90,115 @@ enum Command {
     },
 }
 
+/// Where the store is: a config file, overridden by `--database-url` / `--data-dir`.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Config file (TOML); see tollgate.example.toml. Every setting has a default.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://user@host:port/database) instead of the embedded store.
+    #[arg(long, env = "TOLLGATE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Folder of the embedded store.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn config(&self) -> anyhow::Result<ServeConfig> {
+        let mut config = match &self.config {
+            Some(path) => ServeConfig::from_file(path)?,
+            None => ServeConfig::default(),
+        };
+        if let Some(url) = &self.database_url {
+            config.database_url = Some(url.clone());
+        }
+        if let Some(data_dir) = &self.data_dir {
+            config.data_dir = data_dir.clone();
+        }
+        Ok(config)
+    }
+
+    fn open(&self) -> anyhow::Result<Box<dyn LedgerStore>> {
+        let config = self.config()?;
+        open_store(&StoreLocation::from_settings(
+            config.database_url.as_deref(),
+            &config.data_dir,
+        )?)
+    }
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Insert or update accounts from a CSV or TOML file (idempotent; refused whole when any
+    /// account is wrong).
+    Import {
+        #[command(flatten)]
+        store: StoreArgs,
+        file: PathBuf,
+    },
+    /// Show one account: profile and balance.
+    Show {
+        #[command(flatten)]
+        store: StoreArgs,
+        id: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve {
+            store,
+            listen,
+            spool_dir,
+            decks,
+        } => store.config().and_then(|mut config| {
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            if let Some(spool_dir) = spool_dir {
+                config.spool_dir = spool_dir;
+            }
+            if !decks.is_empty() {
+                config.decks = decks;
+            }
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_ansi(std::io::stderr().is_terminal())
+                .init();
+            run_daemon(config)
+        }),
+        Command::Accounts {
+            command: AccountsCommand::Import { store, file },
+        } => store.open().and_then(|mut opened| {
+            let text = std::fs::read(&file)
+                .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", file.display()))?;
+            let report = import_accounts(opened.as_mut(), &file.display().to_string(), &text)?;
+            println!(
+                "accounts imported into the {} store: {} added, {} changed, {} unchanged",
+                opened.backend_name(),
+                report.added,
+                report.changed,
+                report.unchanged
+            );
+            Ok(())
+        }),
+        Command::Accounts {
+            command: AccountsCommand::Show { store, id },
+        } => store.open().and_then(|mut opened| {
+            let stored = opened
+                .account(&id)?
+                .ok_or_else(|| anyhow::anyhow!("no account {id:?} in the store"))?;
+            let shown = serde_json::json!({
+                "account": stored.account,
+                "balance": tollgate::money::ledger_decimal(stored.balance_units).to_string(),
+                "usage": tollgate::money::ledger_decimal(opened.usage_units(&id)?).to_string(),
+            });
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+            Ok(())
+        }),
         Command::Rate {
             decks,
             accounts,

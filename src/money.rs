@@ -200,6 +200,29 @@ pub fn mantissa_at(value: Decimal, decimals: u32) -> Option<i128> {
     }
 }
 
+/// Decimals of every amount the ledger stores (balances, entries, limits, thresholds), as i64
+/// "ledger units". Costs are rounded to at most 8 decimals (`COST_DECIMALS_MAX`), so every cost
+/// converts exactly, and i64 still holds ±92 billion currency units.
+pub const LEDGER_DECIMALS: u32 = 8;
+
+/// An amount in ledger units, when it has at most [`LEDGER_DECIMALS`] decimals and fits in i64.
+pub fn ledger_units(value: Decimal) -> Option<i64> {
+    mantissa_at(value, LEDGER_DECIMALS).and_then(|units| i64::try_from(units).ok())
+}
+
+/// Ledger units back to a decimal, with trailing zeros dropped (`150000000` is `1.5`).
+pub fn ledger_decimal(units: i64) -> Decimal {
+    Decimal::from_i128_with_scale(i128::from(units), LEDGER_DECIMALS).normalize()
+}
+
+/// A cost mantissa at a deck's `decimals` in ledger units (exact: `decimals` ≤ 8).
+pub fn cost_in_ledger_units(cost_mantissa: i64, decimals: u32) -> i64 {
+    let factor = pow10(LEDGER_DECIMALS - decimals.min(LEDGER_DECIMALS)) as i64;
+    cost_mantissa
+        .checked_mul(factor)
+        .expect("costs are capped far below i64 at 8 decimals")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,19 @@ impl DeckChoice {
     /// Resolves an accounts file against the loaded decks. A deck name that no `--deck` provides
     /// makes the run unusable, so it is an error here rather than a reject per CDR.
     pub fn by_account(book: &AccountBook, decks: &[Deck]) -> Result<DeckChoice, String> {
+        let (choice, unknown_decks) = Self::by_account_listing_unknown_decks(book, decks);
+        match unknown_decks {
+            None => Ok(choice),
+            Some(problem) => Err(problem),
+        }
+    }
+
+    /// As [`Self::by_account`], but an account naming an unknown deck only has its CDRs rejected
+    /// (`no_deck_for_account`); the problem comes back for the daemon to log.
+    pub fn by_account_listing_unknown_decks(
+        book: &AccountBook,
+        decks: &[Deck],
+    ) -> (DeckChoice, Option<String>) {
         let mut unknown_decks = Vec::new();
         let mut choices = HashMap::with_capacity(book.accounts.len());
         for account in book.accounts.values() {
@@ -48,16 +61,16 @@ impl DeckChoice {
                 [choose(Direction::Outbound), choose(Direction::Inbound)],
             );
         }
-        if !unknown_decks.is_empty() {
+        let problem = (!unknown_decks.is_empty()).then(|| {
             unknown_decks.sort();
             let loaded: Vec<&str> = decks.iter().map(|deck| deck.name.as_str()).collect();
-            return Err(format!(
-                "the accounts file names decks that were not given with --deck (loaded: {}): {}",
+            format!(
+                "the accounts name decks that were not loaded (loaded: {}): {}",
                 loaded.join(", "),
                 unknown_decks.join("; ")
-            ));
-        }
-        Ok(DeckChoice::ByAccount(choices))
+            )
+        });
+        (DeckChoice::ByAccount(choices), problem)
     }
 
     pub fn deck_for(&self, account: &str, direction: Direction) -> Result<DeckIndex, RejectReason> {

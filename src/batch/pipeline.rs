@@ -10,7 +10,7 @@ use super::rated_block::{
 };
 use super::summary::Summary;
 use crate::credit::accounts::parse_accounts_csv;
-use crate::ingest::canonical_csv::CanonicalColumns;
+use crate::ingest::canonical_csv::{CanonicalColumns, read_canonical_header};
 use crate::ingest::deck_files::load_native_decks;
 use crate::ingest::parquet_cdrs::ParquetCdrReader;
 use crate::ingest::record_blocks::RecordBlockReader;
@@ -253,7 +253,7 @@ fn load_rating_context(job: &RateJob) -> anyhow::Result<RatingContext> {
         }
     };
     Ok(RatingContext {
-        decks,
+        decks: Arc::new(decks),
         deck_choice,
         input_time_zone: job.input_time_zone,
         default_source: job.source.clone(),
@@ -285,28 +285,17 @@ fn open_input(path: &Path) -> anyhow::Result<InputFile> {
         .with_context(|| format!("cannot open input {}", path.display()))?
         .take(1 << 20)
         .read_to_end(&mut head)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(head.as_slice());
-    let mut header = csv::ByteRecord::new();
-    let has_header = reader
-        .read_byte_record(&mut header)
-        .with_context(|| format!("cannot read the header of {}", path.display()))?;
-    let kind = if has_header {
-        let columns = CanonicalColumns::from_header(header.iter())
-            .map_err(|problem| anyhow!("{name}: {problem}"))?;
-        InputKind::Csv {
-            columns: Some(columns),
-            header_bytes: reader.position().byte() as usize,
-            header_lines: reader.position().line() - 1,
-        }
-    } else {
-        InputKind::Csv {
+    let kind = match read_canonical_header(&head).map_err(|problem| anyhow!("{name}: {problem}"))? {
+        Some(header) => InputKind::Csv {
+            columns: Some(header.columns),
+            header_bytes: header.header_bytes,
+            header_lines: header.header_lines,
+        },
+        None => InputKind::Csv {
             columns: None,
             header_bytes: 0,
             header_lines: 0,
-        }
+        },
     };
     Ok(InputFile {
         path: path.to_path_buf(),

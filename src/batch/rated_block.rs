@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// Everything a worker needs to rate records; shared read-only by all workers.
 pub struct RatingContext {
-    pub decks: Vec<Deck>,
+    pub decks: Arc<Vec<Deck>>,
     pub deck_choice: DeckChoice,
     pub input_time_zone: Tz,
     pub default_source: String,

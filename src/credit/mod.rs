@@ -1,3 +1,5 @@
-//! Credit control: accounts and (to come) the ledger, trunks, alerts and recharge.
+//! Credit control: accounts, their import, and the rules of posting rated calls to the ledger.
 
+pub mod account_import;
 pub mod accounts;
+pub mod posting;

@@ -59,6 +59,33 @@ impl CanonicalColumns {
     }
 }
 
+/// A CSV file's header as found in its first bytes `head`: the canonical columns, the bytes and
+/// lines it takes. `Ok(None)` for an empty file.
+pub struct CanonicalHeader {
+    pub columns: CanonicalColumns,
+    pub header_bytes: usize,
+    pub header_lines: u64,
+}
+
+pub fn read_canonical_header(head: &[u8]) -> Result<Option<CanonicalHeader>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(head);
+    let mut header = csv::ByteRecord::new();
+    let has_header = reader
+        .read_byte_record(&mut header)
+        .map_err(|error| format!("cannot read the header: {error}"))?;
+    if !has_header {
+        return Ok(None);
+    }
+    Ok(Some(CanonicalHeader {
+        columns: CanonicalColumns::from_header(header.iter())?,
+        header_bytes: reader.position().byte() as usize,
+        header_lines: reader.position().line() - 1,
+    }))
+}
+
 /// Decodes one record, given as its fields (already valid UTF-8). `default_source` names the feed
 /// when the file has no `source` column.
 pub fn decode_canonical_fields<'a>(

@@ -22,10 +22,16 @@ pub struct RecordBlockReader<R> {
 
 impl<R: Read> RecordBlockReader<R> {
     pub fn new(reader: R) -> Self {
+        Self::starting_at(reader, 0)
+    }
+
+    /// A reader whose first byte sits at `file_offset` of its file (a resumed file, or the first
+    /// record after the header), so block offsets stay file offsets.
+    pub fn starting_at(reader: R, file_offset: u64) -> Self {
         RecordBlockReader {
             reader,
             carry: Vec::new(),
-            file_offset: 0,
+            file_offset,
             finished: false,
         }
     }

@@ -1,0 +1,357 @@
+//! A rated batch on its way into the ledger, and the store-independent rules of posting it: which
+//! calls are new, duplicates or conflicts, and how much each account and its ancestors are charged.
+//! Both stores apply exactly these rules inside one transaction.
+
+use crate::batch::rated_block::{RatedBlock, RatingContext, RowStatus};
+use crate::money::cost_in_ledger_units;
+use crate::store::rated_output::{MoneyScales, rated_record_batch, rated_schema};
+use arrow::array::{
+    Array, BooleanArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// Where a batch came from. The key identifies the input by content (a spool file's digest) or by
+/// the client's request id, so the same input arriving twice is recognised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub key: String,
+    /// What a person recognises: the file name, or the request id.
+    pub label: String,
+    pub kind: OriginKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OriginKind {
+    SpoolFile,
+    HttpRequest,
+}
+
+/// A record refused before rating: it lands in the rejects table with its line and reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RejectToPost {
+    pub line: u64,
+    pub reason: String,
+    pub raw_record: String,
+}
+
+/// One batch for the store: the rated calls (the rated-calls schema, rated rows only, with their
+/// dedupe and content digests and costs in ledger units), the rejects, and how far into its origin
+/// the batch reaches.
+pub struct PostingBatch {
+    pub origin: Origin,
+    pub start_offset: u64,
+    pub end_offset: u64,
+    /// True for an origin's last batch: the file or request is then fully posted.
+    pub origin_complete: bool,
+    pub calls: RecordBatch,
+    pub key_digest: Vec<u128>,
+    pub content_digest: Vec<u64>,
+    pub cost_units: Vec<i64>,
+    pub rejects: Vec<RejectToPost>,
+}
+
+/// What posting a batch did. Stored with the origin's progress, so a retried request gets the
+/// first answer back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostingOutcome {
+    pub batch_id: i64,
+    pub rated: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub conflicts: u64,
+    /// Sum of the new calls' costs in ledger units (charged once to each account of each chain).
+    pub charged_units: i64,
+    /// True when the origin had been posted before and nothing was done this time.
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+impl PostingOutcome {
+    pub fn add(&mut self, other: &PostingOutcome) {
+        self.batch_id = other.batch_id;
+        self.rated += other.rated;
+        self.rejected += other.rejected;
+        self.duplicates += other.duplicates;
+        self.conflicts += other.conflicts;
+        self.charged_units += other.charged_units;
+    }
+}
+
+impl PostingBatch {
+    /// Builds a batch from rated blocks. `first_line` is the file line of each block's first line,
+    /// so rejects carry lines of the file, not of the block.
+    pub fn from_rated_blocks(
+        origin: Origin,
+        context: &RatingContext,
+        blocks: &[(u64, RatedBlock)],
+        start_offset: u64,
+        end_offset: u64,
+        origin_complete: bool,
+    ) -> PostingBatch {
+        let scales = MoneyScales::for_context(context);
+        let schema = rated_schema(scales);
+        let mut parts = Vec::with_capacity(blocks.len());
+        let mut key_digest = Vec::new();
+        let mut content_digest = Vec::new();
+        let mut cost_units = Vec::new();
+        let mut rejects = Vec::new();
+        for (first_line, block) in blocks {
+            let rated: Vec<bool> = block
+                .status
+                .iter()
+                .map(|status| *status == RowStatus::Rated)
+                .collect();
+            for (row, is_rated) in rated.iter().enumerate() {
+                if *is_rated {
+                    key_digest.push(block.key_digest[row]);
+                    content_digest.push(block.content_digest[row]);
+                    let deck = &context.decks[usize::from(block.deck[row])];
+                    cost_units.push(cost_in_ledger_units(
+                        block.cost_mantissa[row],
+                        deck.rounding.decimals,
+                    ));
+                }
+            }
+            let all_rows = rated_record_batch(block, context, scales, &schema);
+            parts.push(
+                arrow::compute::filter_record_batch(&all_rows, &BooleanArray::from(rated))
+                    .expect("the filter has one entry per row"),
+            );
+            rejects.extend(block.rejected_records.iter().map(|reject| RejectToPost {
+                line: first_line + reject.line_in_block - 1,
+                reason: reject.reason.as_str().to_string(),
+                raw_record: String::from_utf8_lossy(&reject.raw).into_owned(),
+            }));
+        }
+        let calls = arrow::compute::concat_batches(&schema, &parts)
+            .expect("every part has the rated-calls schema");
+        PostingBatch {
+            origin,
+            start_offset,
+            end_offset,
+            origin_complete,
+            calls,
+            key_digest,
+            content_digest,
+            cost_units,
+            rejects,
+        }
+    }
+
+    pub fn n_calls(&self) -> usize {
+        self.calls.num_rows()
+    }
+
+    /// A text column of the calls by name.
+    pub fn text_column(&self, name: &str) -> &StringArray {
+        self.calls
+            .column_by_name(name)
+            .and_then(|column| column.as_any().downcast_ref::<StringArray>())
+            .unwrap_or_else(|| panic!("rated calls have a text column {name}"))
+    }
+
+    /// For each call: `None` for a key's first occurrence in the batch, or the index of that first
+    /// occurrence. Only first occurrences are offered to the store.
+    pub fn repeats_within_batch(&self) -> Vec<Option<usize>> {
+        let mut first_index: HashMap<u128, usize> = HashMap::with_capacity(self.key_digest.len());
+        self.key_digest
+            .iter()
+            .enumerate()
+            .map(|(index, key)| match first_index.entry(*key) {
+                std::collections::hash_map::Entry::Occupied(first) => Some(*first.get()),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(index);
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+/// What becomes of each call of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallFate {
+    /// New: stored and charged.
+    Charged,
+    /// Its key was already rated with the same content: neither stored again nor charged.
+    Duplicate,
+    /// Its key was already rated with other content: kept for review, not charged.
+    Conflict { stored_content_digest: u64 },
+}
+
+/// Decides every call's fate. `stored_digest[i]` is, for a first occurrence `i`, the content digest
+/// already stored under its key (`None` when the store took the call as new).
+pub fn decide_fates(
+    batch: &PostingBatch,
+    repeats: &[Option<usize>],
+    stored_digest: &HashMap<usize, u64>,
+) -> Vec<CallFate> {
+    let compare = |stored: u64, index: usize| {
+        if stored == batch.content_digest[index] {
+            CallFate::Duplicate
+        } else {
+            CallFate::Conflict {
+                stored_content_digest: stored,
+            }
+        }
+    };
+    repeats
+        .iter()
+        .enumerate()
+        .map(|(index, repeat)| {
+            let first = repeat.unwrap_or(index);
+            // What the store holds for this key once the first occurrence is through.
+            let effective_stored = stored_digest
+                .get(&first)
+                .copied()
+                .or(repeat.map(|first| batch.content_digest[first]));
+            match effective_stored {
+                None => CallFate::Charged,
+                Some(stored) => compare(stored, index),
+            }
+        })
+        .collect()
+}
+
+/// Usage per account: each charged call's cost goes to its account and every ancestor. `parents`
+/// maps every account id to its parent. Sorted by account id, the order in which stores lock
+/// balances (two posters never wait on each other in a cycle).
+pub fn usage_by_account(
+    batch: &PostingBatch,
+    fates: &[CallFate],
+    parents: &HashMap<String, Option<String>>,
+) -> BTreeMap<String, i64> {
+    let accounts = batch.text_column("account");
+    let mut by_account: HashMap<&str, i64> = HashMap::new();
+    for (index, fate) in fates.iter().enumerate() {
+        if *fate == CallFate::Charged {
+            *by_account.entry(accounts.value(index)).or_default() += batch.cost_units[index];
+        }
+    }
+    let mut with_ancestors: BTreeMap<String, i64> = BTreeMap::new();
+    for (account, amount) in by_account {
+        let mut next = Some(account.to_string());
+        let mut depth = 0;
+        while let Some(id) = next {
+            next = parents.get(&id).cloned().flatten();
+            *with_ancestors.entry(id).or_default() += amount;
+            depth += 1;
+            assert!(depth <= parents.len() + 1, "the account tree has a cycle");
+        }
+    }
+    with_ancestors
+}
+
+/// Counts of a batch's fates, for its outcome.
+pub fn outcome_of(batch: &PostingBatch, fates: &[CallFate], batch_id: i64) -> PostingOutcome {
+    let mut outcome = PostingOutcome {
+        batch_id,
+        rejected: batch.rejects.len() as u64,
+        ..PostingOutcome::default()
+    };
+    for (index, fate) in fates.iter().enumerate() {
+        match fate {
+            CallFate::Charged => {
+                outcome.rated += 1;
+                outcome.charged_units += batch.cost_units[index];
+            }
+            CallFate::Duplicate => outcome.duplicates += 1,
+            CallFate::Conflict { .. } => outcome.conflicts += 1,
+        }
+    }
+    outcome
+}
+
+/// One call of the batch as JSON, for the conflicts table (someone reviews it there).
+pub fn call_as_json(batch: &PostingBatch, index: usize) -> String {
+    let mut fields = serde_json::Map::new();
+    for (column, field) in batch
+        .calls
+        .columns()
+        .iter()
+        .zip(batch.calls.schema().fields())
+    {
+        let value = arrow::util::display::array_value_to_string(column, index).unwrap_or_default();
+        let value = if column.is_null(index) {
+            serde_json::Value::Null
+        } else {
+            serde_json::Value::String(value)
+        };
+        fields.insert(field.name().clone(), value);
+    }
+    serde_json::Value::Object(fields).to_string()
+}
+
+/// Typed views of a batch's call columns, as the stores bind them.
+pub struct CallColumns<'a> {
+    pub source: &'a StringArray,
+    pub cdr_id: &'a StringArray,
+    pub account: &'a StringArray,
+    pub direction: &'a StringArray,
+    pub caller: &'a StringArray,
+    pub callee: &'a StringArray,
+    pub start_time: &'a TimestampMicrosecondArray,
+    pub answer_time: &'a TimestampMicrosecondArray,
+    pub end_time: &'a TimestampMicrosecondArray,
+    pub billsec: &'a Int64Array,
+    pub disposition: &'a StringArray,
+    pub deck: &'a StringArray,
+    pub rate_prefix: &'a StringArray,
+    pub destination: &'a StringArray,
+    pub rate: &'a Decimal128Array,
+    pub billable_seconds: &'a Int64Array,
+    pub currency: &'a StringArray,
+}
+
+impl<'a> CallColumns<'a> {
+    pub fn of(batch: &'a PostingBatch) -> CallColumns<'a> {
+        fn column<'b, T: 'static>(batch: &'b PostingBatch, name: &str) -> &'b T {
+            batch
+                .calls
+                .column_by_name(name)
+                .and_then(|column| column.as_any().downcast_ref::<T>())
+                .unwrap_or_else(|| panic!("rated calls have a column {name} of the rated schema"))
+        }
+        CallColumns {
+            source: column(batch, "source"),
+            cdr_id: column(batch, "cdr_id"),
+            account: column(batch, "account"),
+            direction: column(batch, "direction"),
+            caller: column(batch, "caller"),
+            callee: column(batch, "callee"),
+            start_time: column(batch, "start_time"),
+            answer_time: column(batch, "answer_time"),
+            end_time: column(batch, "end_time"),
+            billsec: column(batch, "billsec"),
+            disposition: column(batch, "disposition"),
+            deck: column(batch, "deck"),
+            rate_prefix: column(batch, "rate_prefix"),
+            destination: column(batch, "destination"),
+            rate: column(batch, "rate"),
+            billable_seconds: column(batch, "billable_seconds"),
+            currency: column(batch, "currency"),
+        }
+    }
+
+    /// The call's rate per minute as a decimal (`None` for a call to an unrated number that was
+    /// not answered).
+    pub fn rate_decimal(&self, index: usize) -> Option<rust_decimal::Decimal> {
+        self.rate.is_valid(index).then(|| {
+            rust_decimal::Decimal::from_i128_with_scale(
+                self.rate.value(index),
+                self.rate.scale() as u32,
+            )
+            .normalize()
+        })
+    }
+
+    pub fn text(array: &'a StringArray, index: usize) -> Option<&'a str> {
+        array.is_valid(index).then(|| array.value(index))
+    }
+
+    pub fn time(array: &TimestampMicrosecondArray, index: usize) -> Option<i64> {
+        array.is_valid(index).then(|| array.value(index))
+    }
+}

@@ -1,0 +1,115 @@
+//! `tollgate serve` settings: a TOML file (every key optional) overridden by command-line flags.
+//! With no file at all the daemon runs on the embedded store under `./data`, spools from
+//! `./spool`, rates with the decks in `./rate-decks` and listens on 127.0.0.1:8080.
+
+use crate::limits;
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address of the HTTP server.
+    pub listen: String,
+    /// Folder of the embedded store (ignored with `database_url`).
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of the embedded store.
+    pub database_url: Option<String>,
+    /// Files renamed into this folder are rated and posted, then moved to `done/` (or `failed/`).
+    pub spool_dir: PathBuf,
+    /// Rate decks (native CSV, with an optional TOML manifest beside each). When empty, every
+    /// `.csv` in `deck_dir` is loaded.
+    pub decks: Vec<PathBuf>,
+    pub deck_dir: PathBuf,
+    /// Time zone of CDR times written without an offset.
+    pub input_time_zone: String,
+    /// Feed name for the dedupe key when a CDR has no `source`.
+    pub default_source: String,
+    pub batch_cdrs_max: usize,
+    pub batch_wait_milliseconds: u64,
+    pub request_bytes_max: usize,
+    pub spool_poll_milliseconds: u64,
+    pub store_attempts_max: u32,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: "127.0.0.1:8080".to_string(),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            spool_dir: PathBuf::from("spool"),
+            decks: Vec::new(),
+            deck_dir: PathBuf::from("rate-decks"),
+            input_time_zone: "UTC".to_string(),
+            default_source: "default".to_string(),
+            batch_cdrs_max: limits::BATCH_CDRS_MAX,
+            batch_wait_milliseconds: limits::BATCH_WAIT_MILLISECONDS,
+            request_bytes_max: limits::REQUEST_BYTES_MAX,
+            spool_poll_milliseconds: limits::SPOOL_POLL_MILLISECONDS,
+            store_attempts_max: limits::STORE_ATTEMPTS_MAX,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Reads a config file; a missing file named explicitly, an unknown key or a bad value is an
+    /// error naming the file.
+    pub fn from_file(path: &Path) -> anyhow::Result<ServeConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        let config: ServeConfig = toml::from_str(&text).map_err(|error| {
+            anyhow::anyhow!("config file {}: {}", path.display(), error.message())
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.batch_cdrs_max == 0 {
+            bail!("batch_cdrs_max must be at least 1");
+        }
+        if self.store_attempts_max == 0 {
+            bail!("store_attempts_max must be at least 1");
+        }
+        if self.input_time_zone.parse::<chrono_tz::Tz>().is_err() {
+            bail!(
+                "input_time_zone {:?} is not an IANA time zone",
+                self.input_time_zone
+            );
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            bail!(
+                "listen {:?} is not an address such as 127.0.0.1:8080",
+                self.listen
+            );
+        }
+        Ok(())
+    }
+
+    /// The deck files to load: `decks`, or every `.csv` in `deck_dir`.
+    pub fn deck_paths(&self) -> anyhow::Result<Vec<PathBuf>> {
+        if !self.decks.is_empty() {
+            return Ok(self.decks.clone());
+        }
+        let entries = std::fs::read_dir(&self.deck_dir).with_context(|| {
+            format!(
+                "no decks configured and the deck folder {} cannot be read",
+                self.deck_dir.display()
+            )
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|extension| extension == "csv"))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            bail!(
+                "no decks: the deck folder {} has no .csv deck",
+                self.deck_dir.display()
+            );
+        }
+        Ok(paths)
+    }
+}

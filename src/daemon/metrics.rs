@@ -1,0 +1,115 @@
+//! The daemon's Prometheus metrics, in one registry served at `GET /metrics`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub cdrs_in: IntCounter,
+    pub cdrs_rated: IntCounter,
+    pub cdrs_rejected: IntCounterVec,
+    pub cdrs_duplicate: IntCounter,
+    pub cdrs_conflict: IntCounter,
+    pub batch_commit_seconds: Histogram,
+    pub poster_queue_depth: IntGauge,
+    pub store_errors: IntCounter,
+    pub store_retries: IntCounter,
+    pub spool_files: IntCounterVec,
+    pub http_requests_refused: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let counter = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("metric registered once");
+            counter
+        };
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            let counter =
+                IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("metric registered once");
+            counter
+        };
+        let batch_commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "tollgate_batch_commit_seconds",
+                "Time to post one batch to the store, commit included",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(batch_commit_seconds.clone()))
+            .expect("metric registered once");
+        let poster_queue_depth = IntGauge::new(
+            "tollgate_poster_queue_depth",
+            "Work items waiting for the store poster",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(poster_queue_depth.clone()))
+            .expect("metric registered once");
+        Metrics {
+            cdrs_in: counter("tollgate_cdrs_in_total", "CDRs received (spool and HTTP)"),
+            cdrs_rated: counter("tollgate_cdrs_rated_total", "CDRs rated and charged"),
+            cdrs_rejected: counter_vec(
+                "tollgate_cdrs_rejected_total",
+                "CDRs rejected, by reason",
+                "reason",
+            ),
+            cdrs_duplicate: counter(
+                "tollgate_cdrs_duplicate_total",
+                "CDRs already rated with the same content (not charged again)",
+            ),
+            cdrs_conflict: counter(
+                "tollgate_cdrs_conflict_total",
+                "CDRs whose key was rated with other content (kept for review)",
+            ),
+            batch_commit_seconds,
+            poster_queue_depth,
+            store_errors: counter(
+                "tollgate_store_errors_total",
+                "Failed attempts at posting a batch",
+            ),
+            store_retries: counter(
+                "tollgate_store_retries_total",
+                "Retries of a batch after a store error",
+            ),
+            spool_files: counter_vec(
+                "tollgate_spool_files_total",
+                "Spool files finished, by result (done, failed, interrupted)",
+                "result",
+            ),
+            http_requests_refused: counter_vec(
+                "tollgate_http_requests_refused_total",
+                "POST /v1/cdrs requests refused, by HTTP status",
+                "status",
+            ),
+            registry,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding of metrics does not fail");
+        String::from_utf8(buffer).expect("metrics text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

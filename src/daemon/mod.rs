@@ -1,0 +1,157 @@
+//! `tollgate serve`: the streaming daemon. Spool scanner (decode → rate on rayon) and HTTP intake
+//! feed the poster through bounded channels; the poster is the one writer to the store. SIGTERM
+//! or SIGINT stops intake, drains what was taken, commits it, and exits 0.
+
+pub mod config;
+pub mod http_intake;
+pub mod metrics;
+pub mod poster;
+pub mod rating_state;
+pub mod spool;
+
+use crate::ingest::deck_files::load_native_decks;
+use crate::limits::POSTER_QUEUE_MAX;
+use crate::store::ledger_store::{DeckRecord, LedgerStore, StoreLocation, open_store};
+use anyhow::{Context, anyhow};
+use config::ServeConfig;
+use metrics::Metrics;
+use poster::PosterWork;
+use rating_state::RatingState;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What every part of the daemon shares.
+pub struct DaemonShared {
+    pub config: ServeConfig,
+    pub location: StoreLocation,
+    pub metrics: Metrics,
+    pub rating: RatingState,
+    /// False from a failed post until the next successful one; HTTP intake answers 503 meanwhile.
+    pub store_healthy: AtomicBool,
+    /// Set on SIGTERM/SIGINT: intake stops taking new work.
+    pub stopping: AtomicBool,
+    pub poster_requests: crossbeam_channel::Sender<PosterWork>,
+    pub poster_spool: crossbeam_channel::Sender<PosterWork>,
+    /// A store connection for the HTTP side's reads (readiness), apart from the poster's.
+    pub reader_store: Mutex<Option<Box<dyn LedgerStore>>>,
+}
+
+/// Runs the daemon until a signal stops it. Start-up problems (bad config, unreachable store,
+/// refused deck, address in use) come back as errors before anything is taken in.
+pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
+    config.check()?;
+    let location = StoreLocation::from_settings(config.database_url.as_deref(), &config.data_dir)?;
+    let mut store = open_store(&location)?;
+    let deck_paths = config.deck_paths()?;
+    let decks = load_native_decks(&deck_paths).map_err(|problems| anyhow!(problems))?;
+    store.record_decks(
+        &decks
+            .iter()
+            .map(|deck| DeckRecord {
+                name: deck.name.clone(),
+                version: deck.version.clone(),
+                currency: deck.currency.clone(),
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    let input_time_zone: chrono_tz::Tz = config.input_time_zone.parse().map_err(|_| {
+        anyhow!(
+            "input_time_zone {:?} is not an IANA zone",
+            config.input_time_zone
+        )
+    })?;
+    let rating = RatingState::new(
+        decks,
+        input_time_zone,
+        config.default_source.clone(),
+        store.as_mut(),
+    )?;
+    for folder in [
+        config.spool_dir.clone(),
+        config.spool_dir.join("done"),
+        config.spool_dir.join("failed"),
+    ] {
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("cannot create the spool folder {}", folder.display()))?;
+    }
+    let listener = std::net::TcpListener::bind(&config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+
+    let (request_sender, request_receiver) = crossbeam_channel::bounded(POSTER_QUEUE_MAX);
+    let (spool_sender, spool_receiver) = crossbeam_channel::bounded(POSTER_QUEUE_MAX);
+    let shared = Arc::new(DaemonShared {
+        location,
+        metrics: Metrics::new(),
+        rating,
+        store_healthy: AtomicBool::new(true),
+        stopping: AtomicBool::new(false),
+        poster_requests: request_sender,
+        poster_spool: spool_sender,
+        reader_store: Mutex::new(Some(store)),
+        config,
+    });
+    tracing::info!(
+        listen = %shared.config.listen,
+        store = shared.location_label(),
+        spool = %shared.config.spool_dir.display(),
+        "tollgate serve started"
+    );
+    let poster_shared = Arc::clone(&shared);
+    let poster_thread = std::thread::Builder::new()
+        .name("poster".into())
+        .spawn(move || poster::run_poster(poster_shared, request_receiver, spool_receiver))?;
+    let spool_shared = Arc::clone(&shared);
+    let spool_thread = std::thread::Builder::new()
+        .name("spool".into())
+        .spawn(move || spool::run_spool_scanner(spool_shared))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let http_shared = Arc::clone(&shared);
+    let served = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let app = http_intake::router(Arc::clone(&http_shared));
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop_signal(http_shared))
+            .await
+    });
+    shared.stopping.store(true, Ordering::SeqCst);
+    tracing::info!("stopping: draining intake");
+    spool_thread
+        .join()
+        .map_err(|_| anyhow!("the spool thread panicked"))?;
+    let _ = shared.poster_requests.send(PosterWork::Shutdown);
+    poster_thread
+        .join()
+        .map_err(|_| anyhow!("the poster thread panicked"))?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    served.context("the HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+impl DaemonShared {
+    fn location_label(&self) -> &'static str {
+        match self.location {
+            StoreLocation::Embedded(_) => "embedded",
+            StoreLocation::Postgres(_) => "postgresql",
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT, and marks the daemon stopping at once so intake refuses work
+/// while in-flight requests finish.
+async fn stop_signal(shared: Arc<DaemonShared>) {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate.recv() => {},
+    }
+    tracing::info!("signal received");
+    shared.stopping.store(true, Ordering::SeqCst);
+}

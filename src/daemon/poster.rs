@@ -1,0 +1,238 @@
+//! The poster: the one thread that writes to the store. It gathers a spool file's rated blocks
+//! into batches of up to `batch_cdrs_max` CDRs or `batch_wait_milliseconds`, whichever comes
+//! first, posts HTTP batches as they come, retries a failed post a bounded number of times, and
+//! finishes spool files (rejects file, move to `done/`) once their last batch is committed.
+
+use super::DaemonShared;
+use super::spool::{SpoolFile, finish_spool_file};
+use crate::batch::rated_block::RatedBlock;
+use crate::credit::posting::{PostingBatch, PostingOutcome};
+use crate::store::ledger_store::{LedgerStore, open_store};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// A rated block of a spool file, in file order.
+pub struct SpoolBlock {
+    pub file: Arc<SpoolFile>,
+    /// File line of the block's first line.
+    pub first_line: u64,
+    pub start_offset: u64,
+    pub end_offset: u64,
+    pub block: RatedBlock,
+    /// The file's last block: its batch completes the file.
+    pub is_last: bool,
+}
+
+pub enum PosterWork {
+    SpoolBlock(Box<SpoolBlock>),
+    Request {
+        batch: Box<PostingBatch>,
+        reply: tokio::sync::oneshot::Sender<Result<PostingOutcome, String>>,
+    },
+    /// Intake has stopped: post what is pending and exit.
+    Shutdown,
+}
+
+/// Blocks of one file waiting to become a batch.
+struct PendingSpoolBatch {
+    file: Arc<SpoolFile>,
+    blocks: Vec<(u64, RatedBlock)>,
+    start_offset: u64,
+    end_offset: u64,
+    n_rows: usize,
+    is_last: bool,
+    first_arrival: Instant,
+}
+
+/// Runs until `Shutdown` arrives on either channel. HTTP requests go first: a busy spool never
+/// makes a waiting request wait behind more than the batch being posted.
+pub fn run_poster(
+    shared: Arc<DaemonShared>,
+    requests: Receiver<PosterWork>,
+    spool_blocks: Receiver<PosterWork>,
+) {
+    let mut store: Option<Box<dyn LedgerStore>> = None;
+    let mut pending: Option<PendingSpoolBatch> = None;
+    let wait = Duration::from_millis(shared.config.batch_wait_milliseconds);
+    loop {
+        let timeout = pending.as_ref().map_or(Duration::from_secs(3600), |batch| {
+            wait.saturating_sub(batch.first_arrival.elapsed())
+        });
+        let work = match requests.try_recv() {
+            Ok(work) => Ok(work),
+            Err(_) => crossbeam_channel::select! {
+                recv(requests) -> work => work.map_err(|_| RecvTimeoutError::Disconnected),
+                recv(spool_blocks) -> work => work.map_err(|_| RecvTimeoutError::Disconnected),
+                default(timeout) => Err(RecvTimeoutError::Timeout),
+            },
+        };
+        shared
+            .metrics
+            .poster_queue_depth
+            .set((requests.len() + spool_blocks.len()) as i64);
+        match work {
+            Ok(PosterWork::SpoolBlock(block)) => {
+                if block.file.abandoned.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if pending
+                    .as_ref()
+                    .is_some_and(|batch| !Arc::ptr_eq(&batch.file, &block.file))
+                {
+                    flush(&shared, &mut store, pending.take());
+                }
+                let batch = pending.get_or_insert_with(|| PendingSpoolBatch {
+                    file: Arc::clone(&block.file),
+                    blocks: Vec::new(),
+                    start_offset: block.start_offset,
+                    end_offset: block.start_offset,
+                    n_rows: 0,
+                    is_last: false,
+                    first_arrival: Instant::now(),
+                });
+                batch.n_rows += block.block.n_records as usize;
+                batch.end_offset = block.end_offset;
+                batch.is_last = block.is_last;
+                batch.blocks.push((block.first_line, block.block));
+                if batch.is_last || batch.n_rows >= shared.config.batch_cdrs_max {
+                    flush(&shared, &mut store, pending.take());
+                }
+            }
+            Ok(PosterWork::Request { batch, reply }) => {
+                let result = post_with_retries(&shared, &mut store, &batch);
+                let _ = reply.send(result.map_err(|error| format!("{error:#}")));
+            }
+            Ok(PosterWork::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                flush(&shared, &mut store, pending.take());
+                break;
+            }
+            Err(RecvTimeoutError::Timeout) => flush(&shared, &mut store, pending.take()),
+        }
+    }
+}
+
+fn flush(
+    shared: &DaemonShared,
+    store: &mut Option<Box<dyn LedgerStore>>,
+    pending: Option<PendingSpoolBatch>,
+) {
+    let Some(pending) = pending else { return };
+    let file = pending.file;
+    let batch = PostingBatch::from_rated_blocks(
+        file.origin.clone(),
+        &file.context,
+        &pending.blocks,
+        pending.start_offset,
+        pending.end_offset,
+        pending.is_last,
+    );
+    match post_with_retries(shared, store, &batch) {
+        Ok(_) if pending.is_last => {
+            if let Some(store) = store.as_deref_mut()
+                && let Err(error) = finish_spool_file(shared, store, &file)
+            {
+                tracing::error!(file = %file.name, "cannot finish the spool file: {error:#}");
+            }
+            file.mark_settled();
+        }
+        Ok(_) => {}
+        Err(error) => {
+            // The file stays in the spool; the next scan resumes it from the recorded progress.
+            file.abandoned.store(true, Ordering::SeqCst);
+            shared
+                .metrics
+                .spool_files
+                .with_label_values(&["interrupted"])
+                .inc();
+            tracing::error!(file = %file.name, "posting failed, the file is left in the spool: {error:#}");
+            file.mark_settled();
+        }
+    }
+}
+
+/// Posts a batch, reopening the store and retrying after errors, at most `store_attempts_max`
+/// times with doubling waits. While it fails the store is marked unhealthy (HTTP intake answers
+/// 503) and every failure is counted.
+pub fn post_with_retries(
+    shared: &DaemonShared,
+    store: &mut Option<Box<dyn LedgerStore>>,
+    batch: &PostingBatch,
+) -> anyhow::Result<PostingOutcome> {
+    let mut backoff = Duration::from_millis(crate::limits::STORE_RETRY_BACKOFF_MILLISECONDS);
+    let mut attempt = 1;
+    loop {
+        let started = Instant::now();
+        let result = match store {
+            Some(store) => store.post_batch(batch),
+            None => open_store(&shared.location)
+                .and_then(|opened| store.insert(opened).post_batch(batch)),
+        };
+        match result {
+            Ok(outcome) => {
+                shared.store_healthy.store(true, Ordering::SeqCst);
+                record_outcome(shared, batch, &outcome, started.elapsed());
+                return Ok(outcome);
+            }
+            Err(error) => {
+                shared.metrics.store_errors.inc();
+                let retryable_in_place = crate::store::postgres_store::is_retryable(&error);
+                if !retryable_in_place {
+                    shared.store_healthy.store(false, Ordering::SeqCst);
+                    *store = None;
+                }
+                if attempt >= shared.config.store_attempts_max {
+                    return Err(error);
+                }
+                tracing::warn!(
+                    origin = %batch.origin.label,
+                    attempt,
+                    "posting failed, retrying in {} ms: {error:#}",
+                    backoff.as_millis()
+                );
+                shared.metrics.store_retries.inc();
+                std::thread::sleep(backoff);
+                backoff *= 2;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+fn record_outcome(
+    shared: &DaemonShared,
+    batch: &PostingBatch,
+    outcome: &PostingOutcome,
+    took: Duration,
+) {
+    let metrics = &shared.metrics;
+    if outcome.replayed {
+        tracing::info!(origin = %batch.origin.label, "request already posted: answered from the record");
+        return;
+    }
+    metrics.batch_commit_seconds.observe(took.as_secs_f64());
+    metrics
+        .cdrs_in
+        .inc_by(batch.n_calls() as u64 + batch.rejects.len() as u64);
+    metrics.cdrs_rated.inc_by(outcome.rated);
+    metrics.cdrs_duplicate.inc_by(outcome.duplicates);
+    metrics.cdrs_conflict.inc_by(outcome.conflicts);
+    for reject in &batch.rejects {
+        metrics
+            .cdrs_rejected
+            .with_label_values(&[reject.reason.as_str()])
+            .inc();
+    }
+    tracing::info!(
+        origin = %batch.origin.label,
+        batch_id = outcome.batch_id,
+        rated = outcome.rated,
+        rejected = outcome.rejected,
+        duplicates = outcome.duplicates,
+        conflicts = outcome.conflicts,
+        end_offset = batch.end_offset,
+        commit_ms = took.as_millis() as u64,
+        "batch committed"
+    );
+}

@@ -1,0 +1,273 @@
+//! The store contract: what the embedded (SQLite) and PostgreSQL stores both do, with the same
+//! behaviour, checked by one contract test suite against both.
+
+use crate::credit::accounts::Account;
+use crate::credit::posting::{PostingBatch, PostingOutcome};
+use anyhow::Context;
+
+/// How far an origin (spool file or HTTP request) has been posted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestProgress {
+    pub byte_offset: u64,
+    pub complete: bool,
+    /// The sum of every batch's outcome for this origin.
+    pub outcome: PostingOutcome,
+}
+
+/// An account as stored: its profile and its balance in ledger units.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAccount {
+    pub account: Account,
+    pub balance_units: i64,
+}
+
+/// A deck that rated stored calls, by version, so a call can be explained later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeckRecord {
+    pub name: String,
+    pub version: String,
+    pub currency: String,
+}
+
+/// A rejected record as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredReject {
+    pub origin_label: String,
+    pub line: u64,
+    pub reason: String,
+    pub raw_record: String,
+}
+
+/// Totals over the whole store that must agree; checked by tests and `tollgate check`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerTotals {
+    pub rated_calls: u64,
+    pub rated_cost_units: i64,
+    pub conflicts: u64,
+    pub rejects: u64,
+    /// Accounts whose balance differs from the sum of their ledger entries.
+    pub balance_mismatches: Vec<String>,
+}
+
+pub trait LedgerStore: Send {
+    /// "embedded" or "postgresql".
+    fn backend_name(&self) -> &'static str;
+
+    /// Answers when the store can take work (for `/readyz`).
+    fn ping(&mut self) -> anyhow::Result<()>;
+
+    /// Inserts or updates accounts (balances untouched). The caller has checked the merged tree.
+    fn upsert_accounts(&mut self, accounts: &[Account]) -> anyhow::Result<()>;
+
+    fn accounts(&mut self) -> anyhow::Result<Vec<Account>>;
+
+    fn account(&mut self, id: &str) -> anyhow::Result<Option<StoredAccount>>;
+
+    /// Bumped by every accounts change, so a running daemon knows to reload them.
+    fn accounts_generation(&mut self) -> anyhow::Result<i64>;
+
+    fn record_decks(&mut self, decks: &[DeckRecord]) -> anyhow::Result<()>;
+
+    /// Posts a batch in one transaction: the new calls, conflicts, rejects, one usage entry per
+    /// charged account (and ancestor) with the balance after it, and the origin's progress. All
+    /// of it is visible, or none of it. A request origin already complete is not posted again:
+    /// its stored outcome comes back with `replayed` set.
+    fn post_batch(&mut self, batch: &PostingBatch) -> anyhow::Result<PostingOutcome>;
+
+    fn ingest_progress(&mut self, origin_key: &str) -> anyhow::Result<Option<IngestProgress>>;
+
+    /// The rejects of one origin, in line order.
+    fn rejects_of(&mut self, origin_key: &str) -> anyhow::Result<Vec<StoredReject>>;
+
+    fn ledger_totals(&mut self) -> anyhow::Result<LedgerTotals>;
+
+    /// Sum of the usage entries of one account, in ledger units (a debit is negative).
+    fn usage_units(&mut self, account: &str) -> anyhow::Result<i64>;
+}
+
+/// Where the store lives: the embedded file, or a PostgreSQL URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreLocation {
+    Embedded(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// A `postgres://` or `postgresql://` URL is PostgreSQL; anything else is rejected, so a typo
+    /// never silently creates an embedded store.
+    pub fn from_settings(
+        database_url: Option<&str>,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<StoreLocation> {
+        match database_url.map(str::trim).filter(|url| !url.is_empty()) {
+            None => Ok(StoreLocation::Embedded(data_dir.join("tollgate.sqlite"))),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(StoreLocation::Postgres(url.to_string()))
+            }
+            Some(url) => anyhow::bail!(
+                "database URL {url:?} is not a postgres:// URL (leave it out for the embedded store)"
+            ),
+        }
+    }
+}
+
+/// Opens (creating and migrating as needed) the store at `location`.
+pub fn open_store(location: &StoreLocation) -> anyhow::Result<Box<dyn LedgerStore>> {
+    match location {
+        StoreLocation::Embedded(path) => {
+            if let Some(folder) = path.parent() {
+                std::fs::create_dir_all(folder).with_context(|| {
+                    format!("cannot create the data folder {}", folder.display())
+                })?;
+            }
+            Ok(Box::new(super::sqlite_store::SqliteStore::open(path)?))
+        }
+        StoreLocation::Postgres(url) => Ok(Box::new(
+            super::postgres_store::PostgresStore::connect(url)?,
+        )),
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// An account's fields as both stores keep them: money in ledger units, lists as JSON text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRow {
+    pub id: String,
+    pub name: Option<String>,
+    pub parent: Option<String>,
+    pub currency: String,
+    pub time_zone: String,
+    pub status: String,
+    pub credit_limit_units: Option<i64>,
+    pub outbound_deck: Option<String>,
+    pub inbound_deck: Option<String>,
+    pub allow_per_minute: bool,
+    pub trunks_inbound: i64,
+    pub trunks_outbound: i64,
+    pub trunks_two_way: i64,
+    pub thresholds_json: String,
+    pub recharge_threshold_units: Option<i64>,
+    pub recharge_amount_units: Option<i64>,
+    pub recharge_local_time: Option<String>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+}
+
+impl AccountRow {
+    pub fn from_account(account: &Account) -> AccountRow {
+        let units = |amount: rust_decimal::Decimal| {
+            crate::money::ledger_units(amount).expect("account amounts are checked at parse")
+        };
+        let thresholds: Vec<String> = account.thresholds.iter().map(|t| t.to_string()).collect();
+        AccountRow {
+            id: account.id.clone(),
+            name: account.name.clone(),
+            parent: account.parent.clone(),
+            currency: account.currency.clone(),
+            time_zone: account.time_zone.clone(),
+            status: account.status.as_str().to_string(),
+            credit_limit_units: account.credit_limit.map(units),
+            outbound_deck: account.outbound_deck.clone(),
+            inbound_deck: account.inbound_deck.clone(),
+            allow_per_minute: account.allow_per_minute,
+            trunks_inbound: i64::from(account.trunks_inbound),
+            trunks_outbound: i64::from(account.trunks_outbound),
+            trunks_two_way: i64::from(account.trunks_two_way),
+            thresholds_json: serde_json::to_string(&thresholds).expect("strings serialise"),
+            recharge_threshold_units: account.auto_recharge.as_ref().map(|r| units(r.threshold)),
+            recharge_amount_units: account.auto_recharge.as_ref().map(|r| units(r.amount)),
+            recharge_local_time: account
+                .auto_recharge
+                .as_ref()
+                .map(|r| r.local_time.format("%H:%M").to_string()),
+            webhook_url: account.webhook_url.clone(),
+            webhook_secret: account.webhook_secret.clone(),
+        }
+    }
+
+    pub fn into_account(self) -> anyhow::Result<Account> {
+        use crate::credit::accounts::{AccountStatus, AutoRecharge};
+        use crate::money::ledger_decimal;
+        let thresholds: Vec<String> = serde_json::from_str(&self.thresholds_json)
+            .with_context(|| format!("account {}: stored thresholds are not a list", self.id))?;
+        let auto_recharge = match (
+            self.recharge_threshold_units,
+            self.recharge_amount_units,
+            self.recharge_local_time,
+        ) {
+            (Some(threshold), Some(amount), Some(time)) => Some(AutoRecharge {
+                threshold: ledger_decimal(threshold),
+                amount: ledger_decimal(amount),
+                local_time: chrono::NaiveTime::parse_from_str(&time, "%H:%M")
+                    .with_context(|| format!("account {}: stored recharge time", self.id))?,
+            }),
+            _ => None,
+        };
+        Ok(Account {
+            status: AccountStatus::parse(&self.status)
+                .with_context(|| format!("account {}: stored status {}", self.id, self.status))?,
+            thresholds: thresholds
+                .iter()
+                .map(|text| text.parse())
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("account {}: stored thresholds", self.id))?,
+            id: self.id,
+            name: self.name,
+            parent: self.parent,
+            currency: self.currency,
+            time_zone: self.time_zone,
+            credit_limit: self.credit_limit_units.map(ledger_decimal),
+            outbound_deck: self.outbound_deck,
+            inbound_deck: self.inbound_deck,
+            allow_per_minute: self.allow_per_minute,
+            trunks_inbound: self.trunks_inbound as u32,
+            trunks_outbound: self.trunks_outbound as u32,
+            trunks_two_way: self.trunks_two_way as u32,
+            auto_recharge,
+            webhook_url: self.webhook_url,
+            webhook_secret: self.webhook_secret,
+        })
+    }
+}
+
+/// The account columns in the order both stores select and insert them.
+pub const ACCOUNT_ROW_COLUMNS: &str = "id, name, parent, currency, time_zone, status, \
+    credit_limit_units, outbound_deck, inbound_deck, allow_per_minute, trunks_inbound, \
+    trunks_outbound, trunks_two_way, thresholds_json, recharge_threshold_units, \
+    recharge_amount_units, recharge_local_time, webhook_url, webhook_secret";
+
+/// The rated-call columns in the order both stores insert them.
+pub const RATED_CALL_COLUMNS: &str = "source, cdr_id, account, direction, caller, callee, \
+    start_time_micros, answer_time_micros, end_time_micros, billsec, disposition, deck, \
+    rate_prefix, destination, rate, billable_seconds, cost_units, currency, content_digest, \
+    batch_id";
+
+/// Accounts ordered so that each comes after its parent (when the parent is among them), which
+/// the parent foreign key needs on insert.
+pub fn parents_first(accounts: &[Account]) -> Vec<&Account> {
+    let ids: std::collections::HashSet<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+    let mut placed: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut ordered = Vec::with_capacity(accounts.len());
+    while ordered.len() < accounts.len() {
+        let before = ordered.len();
+        for account in accounts {
+            let ready = account
+                .parent
+                .as_deref()
+                .is_none_or(|parent| !ids.contains(parent) || placed.contains(parent));
+            if ready && !placed.contains(account.id.as_str()) {
+                placed.insert(account.id.as_str());
+                ordered.push(account);
+            }
+        }
+        assert!(
+            ordered.len() > before,
+            "accounts given to the store form a cycle"
+        );
+    }
+    ordered
+}

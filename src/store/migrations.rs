@@ -1,0 +1,242 @@
+//! Versioned schema migrations of both stores. Each version is applied once, in order, in one
+//! transaction with its row in `schema_migrations`; a store newer than this binary is refused.
+//!
+//! Money is BIGINT ledger units (8 decimals, see `money::LEDGER_DECIMALS`) in both stores, and
+//! times are microseconds since the Unix epoch, so both stores compute the same sums exactly.
+
+/// (version, SQL) for the embedded store.
+pub const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "
+CREATE TABLE store_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    accounts_generation INTEGER NOT NULL
+);
+INSERT INTO store_state (id, accounts_generation) VALUES (1, 0);
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    parent TEXT REFERENCES accounts (id),
+    currency TEXT NOT NULL,
+    time_zone TEXT NOT NULL,
+    status TEXT NOT NULL,
+    credit_limit_units INTEGER,
+    outbound_deck TEXT,
+    inbound_deck TEXT,
+    allow_per_minute INTEGER NOT NULL,
+    trunks_inbound INTEGER NOT NULL,
+    trunks_outbound INTEGER NOT NULL,
+    trunks_two_way INTEGER NOT NULL,
+    thresholds_json TEXT NOT NULL,
+    recharge_threshold_units INTEGER,
+    recharge_amount_units INTEGER,
+    recharge_local_time TEXT,
+    webhook_url TEXT,
+    webhook_secret TEXT,
+    balance_units INTEGER NOT NULL DEFAULT 0,
+    updated_at_micros INTEGER NOT NULL
+);
+CREATE TABLE decks (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    first_used_at_micros INTEGER NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE batches (
+    id INTEGER PRIMARY KEY,
+    origin TEXT NOT NULL,
+    origin_label TEXT NOT NULL,
+    start_offset INTEGER NOT NULL,
+    end_offset INTEGER NOT NULL,
+    rated INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    conflicts INTEGER NOT NULL DEFAULT 0,
+    charged_units INTEGER NOT NULL DEFAULT 0,
+    committed_at_micros INTEGER NOT NULL
+);
+CREATE TABLE rated_calls (
+    source TEXT NOT NULL,
+    cdr_id TEXT NOT NULL,
+    account TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    callee TEXT NOT NULL,
+    start_time_micros INTEGER NOT NULL,
+    answer_time_micros INTEGER,
+    end_time_micros INTEGER,
+    billsec INTEGER NOT NULL,
+    disposition TEXT NOT NULL,
+    deck TEXT NOT NULL,
+    rate_prefix TEXT,
+    destination TEXT,
+    rate TEXT,
+    billable_seconds INTEGER NOT NULL,
+    cost_units INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    content_digest INTEGER NOT NULL,
+    batch_id INTEGER NOT NULL,
+    PRIMARY KEY (source, cdr_id)
+) WITHOUT ROWID;
+CREATE TABLE conflicts (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    cdr_id TEXT NOT NULL,
+    batch_id INTEGER NOT NULL,
+    content_digest INTEGER NOT NULL,
+    stored_content_digest INTEGER NOT NULL,
+    record_json TEXT NOT NULL
+);
+CREATE TABLE rejects (
+    origin TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    origin_label TEXT NOT NULL,
+    batch_id INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    raw_record TEXT NOT NULL,
+    PRIMARY KEY (origin, line)
+);
+CREATE TABLE ledger_entries (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL REFERENCES accounts (id),
+    kind TEXT NOT NULL,
+    amount_units INTEGER NOT NULL,
+    balance_after_units INTEGER NOT NULL,
+    batch_id INTEGER,
+    reference TEXT,
+    idempotency_key TEXT UNIQUE,
+    created_at_micros INTEGER NOT NULL
+);
+CREATE INDEX ledger_entries_by_account ON ledger_entries (account, id);
+CREATE TABLE ingest_progress (
+    origin TEXT PRIMARY KEY,
+    origin_label TEXT NOT NULL,
+    byte_offset INTEGER NOT NULL,
+    complete INTEGER NOT NULL,
+    outcome_json TEXT NOT NULL,
+    updated_at_micros INTEGER NOT NULL
+);
+",
+)];
+
+/// (version, SQL) for PostgreSQL: the same tables and columns.
+pub const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "
+CREATE TABLE store_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    accounts_generation BIGINT NOT NULL
+);
+INSERT INTO store_state (id, accounts_generation) VALUES (1, 0);
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    parent TEXT REFERENCES accounts (id),
+    currency TEXT NOT NULL,
+    time_zone TEXT NOT NULL,
+    status TEXT NOT NULL,
+    credit_limit_units BIGINT,
+    outbound_deck TEXT,
+    inbound_deck TEXT,
+    allow_per_minute BOOLEAN NOT NULL,
+    trunks_inbound BIGINT NOT NULL,
+    trunks_outbound BIGINT NOT NULL,
+    trunks_two_way BIGINT NOT NULL,
+    thresholds_json TEXT NOT NULL,
+    recharge_threshold_units BIGINT,
+    recharge_amount_units BIGINT,
+    recharge_local_time TEXT,
+    webhook_url TEXT,
+    webhook_secret TEXT,
+    balance_units BIGINT NOT NULL DEFAULT 0,
+    updated_at_micros BIGINT NOT NULL
+);
+CREATE TABLE decks (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    first_used_at_micros BIGINT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE batches (
+    id BIGSERIAL PRIMARY KEY,
+    origin TEXT NOT NULL,
+    origin_label TEXT NOT NULL,
+    start_offset BIGINT NOT NULL,
+    end_offset BIGINT NOT NULL,
+    rated BIGINT NOT NULL DEFAULT 0,
+    rejected BIGINT NOT NULL DEFAULT 0,
+    duplicates BIGINT NOT NULL DEFAULT 0,
+    conflicts BIGINT NOT NULL DEFAULT 0,
+    charged_units BIGINT NOT NULL DEFAULT 0,
+    committed_at_micros BIGINT NOT NULL
+);
+CREATE TABLE rated_calls (
+    source TEXT NOT NULL,
+    cdr_id TEXT NOT NULL,
+    account TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    callee TEXT NOT NULL,
+    start_time_micros BIGINT NOT NULL,
+    answer_time_micros BIGINT,
+    end_time_micros BIGINT,
+    billsec BIGINT NOT NULL,
+    disposition TEXT NOT NULL,
+    deck TEXT NOT NULL,
+    rate_prefix TEXT,
+    destination TEXT,
+    rate NUMERIC,
+    billable_seconds BIGINT NOT NULL,
+    cost_units BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    content_digest BIGINT NOT NULL,
+    batch_id BIGINT NOT NULL,
+    PRIMARY KEY (source, cdr_id)
+);
+CREATE TABLE conflicts (
+    id BIGSERIAL PRIMARY KEY,
+    source TEXT NOT NULL,
+    cdr_id TEXT NOT NULL,
+    batch_id BIGINT NOT NULL,
+    content_digest BIGINT NOT NULL,
+    stored_content_digest BIGINT NOT NULL,
+    record_json TEXT NOT NULL
+);
+CREATE TABLE rejects (
+    origin TEXT NOT NULL,
+    line BIGINT NOT NULL,
+    origin_label TEXT NOT NULL,
+    batch_id BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    raw_record TEXT NOT NULL,
+    PRIMARY KEY (origin, line)
+);
+CREATE TABLE ledger_entries (
+    id BIGSERIAL PRIMARY KEY,
+    account TEXT NOT NULL REFERENCES accounts (id),
+    kind TEXT NOT NULL,
+    amount_units BIGINT NOT NULL,
+    balance_after_units BIGINT NOT NULL,
+    batch_id BIGINT,
+    reference TEXT,
+    idempotency_key TEXT UNIQUE,
+    created_at_micros BIGINT NOT NULL
+);
+CREATE INDEX ledger_entries_by_account ON ledger_entries (account, id);
+CREATE TABLE ingest_progress (
+    origin TEXT PRIMARY KEY,
+    origin_label TEXT NOT NULL,
+    byte_offset BIGINT NOT NULL,
+    complete BOOLEAN NOT NULL,
+    outcome_json TEXT NOT NULL,
+    updated_at_micros BIGINT NOT NULL
+);
+",
+)];
+
+/// The newest schema version this binary knows, for the "store is newer" refusal.
+pub fn latest_version(migrations: &[(i64, &str)]) -> i64 {
+    migrations.last().map_or(0, |(version, _)| *version)
+}

@@ -1,0 +1,621 @@
+//! The PostgreSQL store: the same contract as the embedded store, with set-based writes. A batch's
+//! calls arrive by one binary COPY into a temporary table, then one `INSERT … ON CONFLICT DO
+//! NOTHING` keeps the new ones; rejects, conflicts, balances and ledger entries go in one
+//! statement each (arrays unnested), never a round trip per CDR.
+//!
+//! Several tollgate instances may share one database: the dedupe key's unique index decides which
+//! instance charges a call, balances are locked in account-id order, and a deadlock or
+//! serialization failure is retried by the caller (see `is_retryable`).
+//!
+//! Uses the `postgres` crate, the blocking face of tokio-postgres: posting runs on its own thread
+//! between bounded channels, like the rest of the pipeline.
+
+use super::ledger_store::{
+    ACCOUNT_ROW_COLUMNS, AccountRow, DeckRecord, IngestProgress, LedgerStore, LedgerTotals,
+    RATED_CALL_COLUMNS, StoredAccount, StoredReject, now_micros, parents_first,
+};
+use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
+use crate::credit::accounts::Account;
+use crate::credit::posting::{
+    CallColumns, CallFate, OriginKind, PostingBatch, PostingOutcome, call_as_json, decide_fates,
+    outcome_of, usage_by_account,
+};
+use anyhow::{Context, bail};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, GenericClient, NoTls};
+use std::collections::HashMap;
+
+/// Held while migrating, so two instances starting together do not both migrate.
+const MIGRATION_LOCK_KEY: i64 = 0x746f_6c6c_6761_7465;
+
+pub struct PostgresStore {
+    client: Client,
+    parents: Option<(i64, HashMap<String, Option<String>>)>,
+}
+
+/// True for errors that a retry of the same transaction can cure (deadlock, serialization
+/// failure, a dropped connection is not one: the caller reconnects).
+pub fn is_retryable(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<postgres::Error>()
+        .and_then(|error| error.code())
+        .is_some_and(|code| {
+            *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+                || *code == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+        })
+}
+
+impl PostgresStore {
+    pub fn connect(url: &str) -> anyhow::Result<PostgresStore> {
+        let client = Client::connect(url, NoTls)
+            .with_context(|| format!("cannot connect to PostgreSQL at {}", redact_password(url)))?;
+        let mut store = PostgresStore {
+            client,
+            parents: None,
+        };
+        store.migrate()?;
+        store.client.batch_execute(&format!(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_calls (
+                seq BIGINT NOT NULL, {}) ON COMMIT DELETE ROWS",
+            INCOMING_CALL_COLUMN_TYPES
+        ))?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> anyhow::Result<()> {
+        let mut transaction = self.client.transaction()?;
+        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])?;
+        transaction.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version BIGINT PRIMARY KEY, applied_at_micros BIGINT NOT NULL)",
+        )?;
+        let current: i64 = transaction
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                &[],
+            )?
+            .get(0);
+        let latest = latest_version(POSTGRES_MIGRATIONS);
+        if current > latest {
+            bail!(
+                "the PostgreSQL store has schema version {current}, newer than this tollgate's {latest}: upgrade tollgate"
+            );
+        }
+        for (version, sql) in POSTGRES_MIGRATIONS {
+            if *version > current {
+                transaction
+                    .batch_execute(sql)
+                    .with_context(|| format!("schema migration {version} failed"))?;
+                transaction.execute(
+                    "INSERT INTO schema_migrations (version, applied_at_micros) VALUES ($1, $2)",
+                    &[version, &now_micros()],
+                )?;
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn read_progress(
+        client: &mut impl GenericClient,
+        origin_key: &str,
+        lock: bool,
+    ) -> anyhow::Result<Option<IngestProgress>> {
+        let sql = if lock {
+            "SELECT byte_offset, complete, outcome_json FROM ingest_progress WHERE origin = $1
+             FOR UPDATE"
+        } else {
+            "SELECT byte_offset, complete, outcome_json FROM ingest_progress WHERE origin = $1"
+        };
+        client
+            .query_opt(sql, &[&origin_key])?
+            .map(|row| {
+                Ok(IngestProgress {
+                    byte_offset: row.get::<_, i64>(0) as u64,
+                    complete: row.get(1),
+                    outcome: serde_json::from_str(row.get::<_, &str>(2))
+                        .context("stored outcome")?,
+                })
+            })
+            .transpose()
+    }
+
+    fn parents(
+        client: &mut impl GenericClient,
+        cache: &mut Option<(i64, HashMap<String, Option<String>>)>,
+    ) -> anyhow::Result<HashMap<String, Option<String>>> {
+        let generation: i64 = client
+            .query_one("SELECT accounts_generation FROM store_state", &[])?
+            .get(0);
+        if let Some((cached, parents)) = cache
+            && *cached == generation
+        {
+            return Ok(parents.clone());
+        }
+        let parents: HashMap<String, Option<String>> = client
+            .query("SELECT id, parent FROM accounts", &[])?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        *cache = Some((generation, parents.clone()));
+        Ok(parents)
+    }
+}
+
+/// The temporary table's columns: the rated-call columns without `batch_id`.
+const INCOMING_CALL_COLUMN_TYPES: &str = "source TEXT, cdr_id TEXT, account TEXT, direction TEXT, \
+    caller TEXT, callee TEXT, start_time_micros BIGINT, answer_time_micros BIGINT, \
+    end_time_micros BIGINT, billsec BIGINT, disposition TEXT, deck TEXT, rate_prefix TEXT, \
+    destination TEXT, rate NUMERIC, billable_seconds BIGINT, cost_units BIGINT, currency TEXT, \
+    content_digest BIGINT";
+
+const INCOMING_CALL_COLUMNS: &str = "source, cdr_id, account, direction, caller, callee, \
+    start_time_micros, answer_time_micros, end_time_micros, billsec, disposition, deck, \
+    rate_prefix, destination, rate, billable_seconds, cost_units, currency, content_digest";
+
+fn redact_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn account_row(row: &postgres::Row) -> AccountRow {
+    AccountRow {
+        id: row.get(0),
+        name: row.get(1),
+        parent: row.get(2),
+        currency: row.get(3),
+        time_zone: row.get(4),
+        status: row.get(5),
+        credit_limit_units: row.get(6),
+        outbound_deck: row.get(7),
+        inbound_deck: row.get(8),
+        allow_per_minute: row.get(9),
+        trunks_inbound: row.get(10),
+        trunks_outbound: row.get(11),
+        trunks_two_way: row.get(12),
+        thresholds_json: row.get(13),
+        recharge_threshold_units: row.get(14),
+        recharge_amount_units: row.get(15),
+        recharge_local_time: row.get(16),
+        webhook_url: row.get(17),
+        webhook_secret: row.get(18),
+    }
+}
+
+impl LedgerStore for PostgresStore {
+    fn backend_name(&self) -> &'static str {
+        "postgresql"
+    }
+
+    fn ping(&mut self) -> anyhow::Result<()> {
+        self.client.simple_query("SELECT 1")?;
+        Ok(())
+    }
+
+    fn upsert_accounts(&mut self, accounts: &[Account]) -> anyhow::Result<()> {
+        let mut transaction = self.client.transaction()?;
+        let upsert = transaction.prepare(&format!(
+            "INSERT INTO accounts ({ACCOUNT_ROW_COLUMNS}, updated_at_micros)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                     $18, $19, $20)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, parent = excluded.parent,
+               currency = excluded.currency, time_zone = excluded.time_zone,
+               status = excluded.status, credit_limit_units = excluded.credit_limit_units,
+               outbound_deck = excluded.outbound_deck, inbound_deck = excluded.inbound_deck,
+               allow_per_minute = excluded.allow_per_minute,
+               trunks_inbound = excluded.trunks_inbound, trunks_outbound = excluded.trunks_outbound,
+               trunks_two_way = excluded.trunks_two_way, thresholds_json = excluded.thresholds_json,
+               recharge_threshold_units = excluded.recharge_threshold_units,
+               recharge_amount_units = excluded.recharge_amount_units,
+               recharge_local_time = excluded.recharge_local_time,
+               webhook_url = excluded.webhook_url, webhook_secret = excluded.webhook_secret,
+               updated_at_micros = excluded.updated_at_micros"
+        ))?;
+        let now = now_micros();
+        for account in parents_first(accounts) {
+            let row = AccountRow::from_account(account);
+            transaction.execute(
+                &upsert,
+                &[
+                    &row.id,
+                    &row.name,
+                    &row.parent,
+                    &row.currency,
+                    &row.time_zone,
+                    &row.status,
+                    &row.credit_limit_units,
+                    &row.outbound_deck,
+                    &row.inbound_deck,
+                    &row.allow_per_minute,
+                    &row.trunks_inbound,
+                    &row.trunks_outbound,
+                    &row.trunks_two_way,
+                    &row.thresholds_json,
+                    &row.recharge_threshold_units,
+                    &row.recharge_amount_units,
+                    &row.recharge_local_time,
+                    &row.webhook_url,
+                    &row.webhook_secret,
+                    &now,
+                ],
+            )?;
+        }
+        transaction.execute(
+            "UPDATE store_state SET accounts_generation = accounts_generation + 1",
+            &[],
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn accounts(&mut self) -> anyhow::Result<Vec<Account>> {
+        self.client
+            .query(
+                &format!("SELECT {ACCOUNT_ROW_COLUMNS} FROM accounts ORDER BY id"),
+                &[],
+            )?
+            .iter()
+            .map(|row| account_row(row).into_account())
+            .collect()
+    }
+
+    fn account(&mut self, id: &str) -> anyhow::Result<Option<StoredAccount>> {
+        self.client
+            .query_opt(
+                &format!("SELECT {ACCOUNT_ROW_COLUMNS}, balance_units FROM accounts WHERE id = $1"),
+                &[&id],
+            )?
+            .map(|row| {
+                Ok(StoredAccount {
+                    account: account_row(&row).into_account()?,
+                    balance_units: row.get(19),
+                })
+            })
+            .transpose()
+    }
+
+    fn accounts_generation(&mut self) -> anyhow::Result<i64> {
+        Ok(self
+            .client
+            .query_one("SELECT accounts_generation FROM store_state", &[])?
+            .get(0))
+    }
+
+    fn record_decks(&mut self, decks: &[DeckRecord]) -> anyhow::Result<()> {
+        let names: Vec<&str> = decks.iter().map(|deck| deck.name.as_str()).collect();
+        let versions: Vec<&str> = decks.iter().map(|deck| deck.version.as_str()).collect();
+        let currencies: Vec<&str> = decks.iter().map(|deck| deck.currency.as_str()).collect();
+        self.client.execute(
+            "INSERT INTO decks (name, version, currency, first_used_at_micros)
+             SELECT name, version, currency, $4
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS d (name, version, currency)
+             ON CONFLICT DO NOTHING",
+            &[&names, &versions, &currencies, &now_micros()],
+        )?;
+        Ok(())
+    }
+
+    fn post_batch(&mut self, batch: &PostingBatch) -> anyhow::Result<PostingOutcome> {
+        let mut transaction = self.client.transaction()?;
+        // Locks this origin's progress row (when there is one), so two instances posting the same
+        // origin take turns.
+        let previous = Self::read_progress(&mut transaction, &batch.origin.key, true)?;
+        if batch.origin.kind == OriginKind::HttpRequest
+            && let Some(progress) = &previous
+            && progress.complete
+        {
+            return Ok(PostingOutcome {
+                replayed: true,
+                ..progress.outcome.clone()
+            });
+        }
+        let now = now_micros();
+        let batch_id: i64 = transaction
+            .query_one(
+                "INSERT INTO batches (origin, origin_label, start_offset, end_offset,
+                    committed_at_micros) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[
+                    &batch.origin.key,
+                    &batch.origin.label,
+                    &(batch.start_offset as i64),
+                    &(batch.end_offset as i64),
+                    &now,
+                ],
+            )?
+            .get(0);
+
+        let repeats = batch.repeats_within_batch();
+        let columns = CallColumns::of(batch);
+        {
+            let sink = transaction.copy_in(&format!(
+                "COPY incoming_calls (seq, {INCOMING_CALL_COLUMNS}) FROM STDIN BINARY"
+            ))?;
+            let types = [
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::NUMERIC,
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+                Type::INT8,
+            ];
+            let mut writer = BinaryCopyInWriter::new(sink, &types);
+            for (index, repeat) in repeats.iter().enumerate() {
+                if repeat.is_some() {
+                    continue;
+                }
+                let values: [&(dyn ToSql + Sync); 20] = [
+                    &(index as i64),
+                    &columns.source.value(index),
+                    &columns.cdr_id.value(index),
+                    &columns.account.value(index),
+                    &columns.direction.value(index),
+                    &columns.caller.value(index),
+                    &columns.callee.value(index),
+                    &columns.start_time.value(index),
+                    &CallColumns::time(columns.answer_time, index),
+                    &CallColumns::time(columns.end_time, index),
+                    &columns.billsec.value(index),
+                    &columns.disposition.value(index),
+                    &columns.deck.value(index),
+                    &CallColumns::text(columns.rate_prefix, index),
+                    &CallColumns::text(columns.destination, index),
+                    &columns.rate_decimal(index),
+                    &columns.billable_seconds.value(index),
+                    &batch.cost_units[index],
+                    &columns.currency.value(index),
+                    &(batch.content_digest[index] as i64),
+                ];
+                writer.write(&values)?;
+            }
+            writer.finish()?;
+        }
+        // Sorted by key, so two instances inserting overlapping batches take the index's locks
+        // in the same order.
+        transaction.execute(
+            &format!(
+                "INSERT INTO rated_calls ({RATED_CALL_COLUMNS})
+                 SELECT {INCOMING_CALL_COLUMNS}, $1 FROM incoming_calls ORDER BY source, cdr_id
+                 ON CONFLICT DO NOTHING"
+            ),
+            &[&batch_id],
+        )?;
+        let stored_digest: HashMap<usize, u64> = transaction
+            .query(
+                "SELECT i.seq, r.content_digest FROM incoming_calls i
+                 JOIN rated_calls r ON r.source = i.source AND r.cdr_id = i.cdr_id
+                 WHERE r.batch_id <> $1",
+                &[&batch_id],
+            )?
+            .iter()
+            .map(|row| (row.get::<_, i64>(0) as usize, row.get::<_, i64>(1) as u64))
+            .collect();
+        let fates = decide_fates(batch, &repeats, &stored_digest);
+
+        let mut conflict_source = Vec::new();
+        let mut conflict_cdr_id = Vec::new();
+        let mut conflict_digest = Vec::new();
+        let mut conflict_stored = Vec::new();
+        let mut conflict_json = Vec::new();
+        for (index, fate) in fates.iter().enumerate() {
+            if let CallFate::Conflict {
+                stored_content_digest,
+            } = fate
+            {
+                conflict_source.push(columns.source.value(index));
+                conflict_cdr_id.push(columns.cdr_id.value(index));
+                conflict_digest.push(batch.content_digest[index] as i64);
+                conflict_stored.push(*stored_content_digest as i64);
+                conflict_json.push(call_as_json(batch, index));
+            }
+        }
+        if !conflict_source.is_empty() {
+            transaction.execute(
+                "INSERT INTO conflicts (source, cdr_id, batch_id, content_digest,
+                    stored_content_digest, record_json)
+                 SELECT s, c, $6, d, sd, j
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[])
+                   AS t (s, c, d, sd, j)",
+                &[
+                    &conflict_source,
+                    &conflict_cdr_id,
+                    &conflict_digest,
+                    &conflict_stored,
+                    &conflict_json,
+                    &batch_id,
+                ],
+            )?;
+        }
+        if !batch.rejects.is_empty() {
+            let lines: Vec<i64> = batch.rejects.iter().map(|r| r.line as i64).collect();
+            let reasons: Vec<&str> = batch.rejects.iter().map(|r| r.reason.as_str()).collect();
+            let raws: Vec<&str> = batch
+                .rejects
+                .iter()
+                .map(|r| r.raw_record.as_str())
+                .collect();
+            transaction.execute(
+                "INSERT INTO rejects (origin, line, origin_label, batch_id, reason, raw_record)
+                 SELECT $4, l, $5, $6, r, w
+                 FROM UNNEST($1::bigint[], $2::text[], $3::text[]) AS t (l, r, w)
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &lines,
+                    &reasons,
+                    &raws,
+                    &batch.origin.key,
+                    &batch.origin.label,
+                    &batch_id,
+                ],
+            )?;
+        }
+
+        let parents = Self::parents(&mut transaction, &mut self.parents)?;
+        let usage = usage_by_account(batch, &fates, &parents);
+        if !usage.is_empty() {
+            let ids: Vec<&str> = usage.keys().map(String::as_str).collect();
+            let amounts: Vec<i64> = usage.values().copied().collect();
+            let locked = transaction.query(
+                "SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &[&ids],
+            )?;
+            if locked.len() != ids.len() {
+                bail!("a charged account is not in the store");
+            }
+            transaction.execute(
+                "WITH debited AS (
+                    UPDATE accounts a SET balance_units = a.balance_units - d.amount
+                    FROM UNNEST($1::text[], $2::bigint[]) AS d (id, amount)
+                    WHERE a.id = d.id
+                    RETURNING a.id, d.amount, a.balance_units)
+                 INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
+                    batch_id, reference, created_at_micros)
+                 SELECT id, 'usage', -amount, balance_units, $3, $4, $5 FROM debited
+                 ORDER BY id",
+                &[
+                    &ids,
+                    &amounts,
+                    &batch_id,
+                    &format!("batch {batch_id}"),
+                    &now,
+                ],
+            )?;
+        }
+        let outcome = outcome_of(batch, &fates, batch_id);
+        transaction.execute(
+            "UPDATE batches SET rated = $1, rejected = $2, duplicates = $3, conflicts = $4,
+                charged_units = $5 WHERE id = $6",
+            &[
+                &(outcome.rated as i64),
+                &(outcome.rejected as i64),
+                &(outcome.duplicates as i64),
+                &(outcome.conflicts as i64),
+                &outcome.charged_units,
+                &batch_id,
+            ],
+        )?;
+        let mut total = previous
+            .as_ref()
+            .map(|progress| progress.outcome.clone())
+            .unwrap_or_default();
+        total.add(&outcome);
+        let byte_offset = previous
+            .as_ref()
+            .map_or(0, |progress| progress.byte_offset)
+            .max(batch.end_offset);
+        let complete = batch.origin_complete || previous.is_some_and(|progress| progress.complete);
+        transaction.execute(
+            "INSERT INTO ingest_progress (origin, origin_label, byte_offset, complete, outcome_json,
+                updated_at_micros) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (origin) DO UPDATE SET
+                byte_offset = GREATEST(ingest_progress.byte_offset, excluded.byte_offset),
+                complete = ingest_progress.complete OR excluded.complete,
+                outcome_json = excluded.outcome_json,
+                updated_at_micros = excluded.updated_at_micros",
+            &[
+                &batch.origin.key,
+                &batch.origin.label,
+                &(byte_offset as i64),
+                &complete,
+                &serde_json::to_string(&total)?,
+                &now,
+            ],
+        )?;
+        transaction.commit()?;
+        Ok(outcome)
+    }
+
+    fn ingest_progress(&mut self, origin_key: &str) -> anyhow::Result<Option<IngestProgress>> {
+        Self::read_progress(&mut self.client, origin_key, false)
+    }
+
+    fn rejects_of(&mut self, origin_key: &str) -> anyhow::Result<Vec<StoredReject>> {
+        Ok(self
+            .client
+            .query(
+                "SELECT origin_label, line, reason, raw_record FROM rejects WHERE origin = $1
+                 ORDER BY line",
+                &[&origin_key],
+            )?
+            .iter()
+            .map(|row| StoredReject {
+                origin_label: row.get(0),
+                line: row.get::<_, i64>(1) as u64,
+                reason: row.get(2),
+                raw_record: row.get(3),
+            })
+            .collect())
+    }
+
+    fn ledger_totals(&mut self) -> anyhow::Result<LedgerTotals> {
+        let calls = self.client.query_one(
+            "SELECT count(*), coalesce(sum(cost_units), 0)::bigint FROM rated_calls",
+            &[],
+        )?;
+        let conflicts: i64 = self
+            .client
+            .query_one("SELECT count(*) FROM conflicts", &[])?
+            .get(0);
+        let rejects: i64 = self
+            .client
+            .query_one("SELECT count(*) FROM rejects", &[])?
+            .get(0);
+        let balance_mismatches = self
+            .client
+            .query(
+                "SELECT a.id FROM accounts a
+                 LEFT JOIN (SELECT account, sum(amount_units) AS total FROM ledger_entries
+                            GROUP BY account) e ON e.account = a.id
+                 WHERE a.balance_units <> coalesce(e.total, 0) ORDER BY a.id",
+                &[],
+            )?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        Ok(LedgerTotals {
+            rated_calls: calls.get::<_, i64>(0) as u64,
+            rated_cost_units: calls.get(1),
+            conflicts: conflicts as u64,
+            rejects: rejects as u64,
+            balance_mismatches,
+        })
+    }
+
+    fn usage_units(&mut self, account: &str) -> anyhow::Result<i64> {
+        Ok(self
+            .client
+            .query_one(
+                "SELECT coalesce(sum(amount_units), 0)::bigint FROM ledger_entries
+                 WHERE account = $1 AND kind = 'usage'",
+                &[&account],
+            )?
+            .get(0))
+    }
+}

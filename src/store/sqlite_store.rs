@@ -1,0 +1,509 @@
+//! The embedded store: one SQLite file (bundled library), WAL journal, synchronous=FULL, so a
+//! committed batch survives a power cut. One writer at a time; a second process waits its turn.
+
+use super::ledger_store::{
+    ACCOUNT_ROW_COLUMNS, AccountRow, DeckRecord, IngestProgress, LedgerStore, LedgerTotals,
+    RATED_CALL_COLUMNS, StoredAccount, StoredReject, now_micros, parents_first,
+};
+use super::migrations::{SQLITE_MIGRATIONS, latest_version};
+use crate::credit::accounts::Account;
+use crate::credit::posting::{
+    CallColumns, CallFate, OriginKind, PostingBatch, PostingOutcome, call_as_json, decide_fates,
+    outcome_of, usage_by_account,
+};
+use anyhow::{Context, bail};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT_MILLISECONDS: u64 = 30_000;
+
+pub struct SqliteStore {
+    connection: Connection,
+    /// Every account's parent, cached for the accounts generation it was read at.
+    parents: Option<(i64, HashMap<String, Option<String>>)>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> anyhow::Result<SqliteStore> {
+        let connection = Connection::open(path)
+            .with_context(|| format!("cannot open the embedded store {}", path.display()))?;
+        connection.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MILLISECONDS))?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .with_context(|| format!("cannot use WAL on {}", path.display()))?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = SqliteStore {
+            connection,
+            parents: None,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> anyhow::Result<()> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        transaction.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY, applied_at_micros INTEGER NOT NULL)",
+        )?;
+        let current: i64 = transaction.query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |row| row.get(0),
+        )?;
+        let latest = latest_version(SQLITE_MIGRATIONS);
+        if current > latest {
+            bail!(
+                "the embedded store has schema version {current}, newer than this tollgate's {latest}: upgrade tollgate"
+            );
+        }
+        for (version, sql) in SQLITE_MIGRATIONS {
+            if *version > current {
+                transaction
+                    .execute_batch(sql)
+                    .with_context(|| format!("schema migration {version} failed"))?;
+                transaction.execute(
+                    "INSERT INTO schema_migrations (version, applied_at_micros) VALUES (?1, ?2)",
+                    params![version, now_micros()],
+                )?;
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn parents(
+        transaction: &Transaction<'_>,
+        cache: &mut Option<(i64, HashMap<String, Option<String>>)>,
+    ) -> anyhow::Result<HashMap<String, Option<String>>> {
+        let generation: i64 =
+            transaction.query_row("SELECT accounts_generation FROM store_state", [], |row| {
+                row.get(0)
+            })?;
+        if let Some((cached, parents)) = cache
+            && *cached == generation
+        {
+            return Ok(parents.clone());
+        }
+        let mut statement = transaction.prepare("SELECT id, parent FROM accounts")?;
+        let parents: HashMap<String, Option<String>> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        *cache = Some((generation, parents.clone()));
+        Ok(parents)
+    }
+
+    fn read_progress(
+        transaction: &Connection,
+        origin_key: &str,
+    ) -> anyhow::Result<Option<IngestProgress>> {
+        let row: Option<(i64, bool, String)> = transaction
+            .query_row(
+                "SELECT byte_offset, complete, outcome_json FROM ingest_progress WHERE origin = ?1",
+                [origin_key],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?;
+        row.map(|(byte_offset, complete, outcome)| {
+            Ok(IngestProgress {
+                byte_offset: byte_offset as u64,
+                complete,
+                outcome: serde_json::from_str(&outcome).context("stored outcome")?,
+            })
+        })
+        .transpose()
+    }
+}
+
+fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
+    Ok(AccountRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        parent: row.get(2)?,
+        currency: row.get(3)?,
+        time_zone: row.get(4)?,
+        status: row.get(5)?,
+        credit_limit_units: row.get(6)?,
+        outbound_deck: row.get(7)?,
+        inbound_deck: row.get(8)?,
+        allow_per_minute: row.get(9)?,
+        trunks_inbound: row.get(10)?,
+        trunks_outbound: row.get(11)?,
+        trunks_two_way: row.get(12)?,
+        thresholds_json: row.get(13)?,
+        recharge_threshold_units: row.get(14)?,
+        recharge_amount_units: row.get(15)?,
+        recharge_local_time: row.get(16)?,
+        webhook_url: row.get(17)?,
+        webhook_secret: row.get(18)?,
+    })
+}
+
+impl LedgerStore for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn ping(&mut self) -> anyhow::Result<()> {
+        self.connection
+            .query_row("SELECT count(*) FROM store_state", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    fn upsert_accounts(&mut self, accounts: &[Account]) -> anyhow::Result<()> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut upsert = transaction.prepare(&format!(
+                "INSERT INTO accounts ({ACCOUNT_ROW_COLUMNS}, updated_at_micros)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                         ?17, ?18, ?19, ?20)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, parent = excluded.parent,
+                   currency = excluded.currency, time_zone = excluded.time_zone,
+                   status = excluded.status, credit_limit_units = excluded.credit_limit_units,
+                   outbound_deck = excluded.outbound_deck, inbound_deck = excluded.inbound_deck,
+                   allow_per_minute = excluded.allow_per_minute,
+                   trunks_inbound = excluded.trunks_inbound,
+                   trunks_outbound = excluded.trunks_outbound,
+                   trunks_two_way = excluded.trunks_two_way,
+                   thresholds_json = excluded.thresholds_json,
+                   recharge_threshold_units = excluded.recharge_threshold_units,
+                   recharge_amount_units = excluded.recharge_amount_units,
+                   recharge_local_time = excluded.recharge_local_time,
+                   webhook_url = excluded.webhook_url, webhook_secret = excluded.webhook_secret,
+                   updated_at_micros = excluded.updated_at_micros"
+            ))?;
+            let now = now_micros();
+            for account in parents_first(accounts) {
+                let row = AccountRow::from_account(account);
+                upsert.execute(params![
+                    row.id,
+                    row.name,
+                    row.parent,
+                    row.currency,
+                    row.time_zone,
+                    row.status,
+                    row.credit_limit_units,
+                    row.outbound_deck,
+                    row.inbound_deck,
+                    row.allow_per_minute,
+                    row.trunks_inbound,
+                    row.trunks_outbound,
+                    row.trunks_two_way,
+                    row.thresholds_json,
+                    row.recharge_threshold_units,
+                    row.recharge_amount_units,
+                    row.recharge_local_time,
+                    row.webhook_url,
+                    row.webhook_secret,
+                    now,
+                ])?;
+            }
+        }
+        transaction.execute(
+            "UPDATE store_state SET accounts_generation = accounts_generation + 1",
+            [],
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn accounts(&mut self) -> anyhow::Result<Vec<Account>> {
+        let mut statement = self.connection.prepare(&format!(
+            "SELECT {ACCOUNT_ROW_COLUMNS} FROM accounts ORDER BY id"
+        ))?;
+        let rows = statement
+            .query_map([], account_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(AccountRow::into_account).collect()
+    }
+
+    fn account(&mut self, id: &str) -> anyhow::Result<Option<StoredAccount>> {
+        let row = self
+            .connection
+            .query_row(
+                &format!("SELECT {ACCOUNT_ROW_COLUMNS}, balance_units FROM accounts WHERE id = ?1"),
+                [id],
+                |row| Ok((account_row(row)?, row.get::<_, i64>(19)?)),
+            )
+            .optional()?;
+        row.map(|(row, balance_units)| {
+            Ok(StoredAccount {
+                account: row.into_account()?,
+                balance_units,
+            })
+        })
+        .transpose()
+    }
+
+    fn accounts_generation(&mut self) -> anyhow::Result<i64> {
+        Ok(self
+            .connection
+            .query_row("SELECT accounts_generation FROM store_state", [], |row| {
+                row.get(0)
+            })?)
+    }
+
+    fn record_decks(&mut self, decks: &[DeckRecord]) -> anyhow::Result<()> {
+        let transaction = self.connection.transaction()?;
+        for deck in decks {
+            transaction.execute(
+                "INSERT INTO decks (name, version, currency, first_used_at_micros)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![deck.name, deck.version, deck.currency, now_micros()],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn post_batch(&mut self, batch: &PostingBatch) -> anyhow::Result<PostingOutcome> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let previous = Self::read_progress(&transaction, &batch.origin.key)?;
+        if batch.origin.kind == OriginKind::HttpRequest
+            && let Some(progress) = &previous
+            && progress.complete
+        {
+            return Ok(PostingOutcome {
+                replayed: true,
+                ..progress.outcome.clone()
+            });
+        }
+        let now = now_micros();
+        transaction.execute(
+            "INSERT INTO batches (origin, origin_label, start_offset, end_offset, committed_at_micros)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                batch.origin.key,
+                batch.origin.label,
+                batch.start_offset as i64,
+                batch.end_offset as i64,
+                now
+            ],
+        )?;
+        let batch_id = transaction.last_insert_rowid();
+
+        let repeats = batch.repeats_within_batch();
+        let mut stored_digest: HashMap<usize, u64> = HashMap::new();
+        {
+            let columns = CallColumns::of(batch);
+            let mut insert = transaction.prepare_cached(&format!(
+                "INSERT INTO rated_calls ({RATED_CALL_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                         ?17, ?18, ?19, ?20)
+                 ON CONFLICT DO NOTHING"
+            ))?;
+            let mut existing = transaction.prepare_cached(
+                "SELECT content_digest FROM rated_calls WHERE source = ?1 AND cdr_id = ?2",
+            )?;
+            for (index, repeat) in repeats.iter().enumerate() {
+                if repeat.is_some() {
+                    continue;
+                }
+                let rate = columns.rate_decimal(index).map(|rate| rate.to_string());
+                let inserted = insert.execute(params![
+                    columns.source.value(index),
+                    columns.cdr_id.value(index),
+                    columns.account.value(index),
+                    columns.direction.value(index),
+                    columns.caller.value(index),
+                    columns.callee.value(index),
+                    columns.start_time.value(index),
+                    CallColumns::time(columns.answer_time, index),
+                    CallColumns::time(columns.end_time, index),
+                    columns.billsec.value(index),
+                    columns.disposition.value(index),
+                    columns.deck.value(index),
+                    CallColumns::text(columns.rate_prefix, index),
+                    CallColumns::text(columns.destination, index),
+                    rate,
+                    columns.billable_seconds.value(index),
+                    batch.cost_units[index],
+                    columns.currency.value(index),
+                    batch.content_digest[index] as i64,
+                    batch_id,
+                ])?;
+                if inserted == 0 {
+                    let digest: i64 = existing.query_row(
+                        params![columns.source.value(index), columns.cdr_id.value(index)],
+                        |row| row.get(0),
+                    )?;
+                    stored_digest.insert(index, digest as u64);
+                }
+            }
+        }
+        let fates = decide_fates(batch, &repeats, &stored_digest);
+        {
+            let columns = CallColumns::of(batch);
+            let mut insert_conflict = transaction.prepare_cached(
+                "INSERT INTO conflicts (source, cdr_id, batch_id, content_digest,
+                    stored_content_digest, record_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (index, fate) in fates.iter().enumerate() {
+                if let CallFate::Conflict {
+                    stored_content_digest,
+                } = fate
+                {
+                    insert_conflict.execute(params![
+                        columns.source.value(index),
+                        columns.cdr_id.value(index),
+                        batch_id,
+                        batch.content_digest[index] as i64,
+                        *stored_content_digest as i64,
+                        call_as_json(batch, index),
+                    ])?;
+                }
+            }
+            let mut insert_reject = transaction.prepare_cached(
+                "INSERT INTO rejects (origin, line, origin_label, batch_id, reason, raw_record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            )?;
+            for reject in &batch.rejects {
+                insert_reject.execute(params![
+                    batch.origin.key,
+                    reject.line as i64,
+                    batch.origin.label,
+                    batch_id,
+                    reject.reason,
+                    reject.raw_record,
+                ])?;
+            }
+        }
+        let parents = Self::parents(&transaction, &mut self.parents)?;
+        let usage = usage_by_account(batch, &fates, &parents);
+        {
+            let mut debit = transaction.prepare_cached(
+                "UPDATE accounts SET balance_units = balance_units - ?1 WHERE id = ?2
+                 RETURNING balance_units",
+            )?;
+            let mut entry = transaction.prepare_cached(
+                "INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
+                    batch_id, reference, created_at_micros)
+                 VALUES (?1, 'usage', ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (account, amount) in &usage {
+                let balance_after: i64 = debit
+                    .query_row(params![amount, account], |row| row.get(0))
+                    .optional()?
+                    .with_context(|| format!("account {account} is not in the store"))?;
+                entry.execute(params![
+                    account,
+                    -amount,
+                    balance_after,
+                    batch_id,
+                    format!("batch {batch_id}"),
+                    now
+                ])?;
+            }
+        }
+        let outcome = outcome_of(batch, &fates, batch_id);
+        transaction.execute(
+            "UPDATE batches SET rated = ?1, rejected = ?2, duplicates = ?3, conflicts = ?4,
+                charged_units = ?5 WHERE id = ?6",
+            params![
+                outcome.rated as i64,
+                outcome.rejected as i64,
+                outcome.duplicates as i64,
+                outcome.conflicts as i64,
+                outcome.charged_units,
+                batch_id
+            ],
+        )?;
+        let mut total = previous
+            .as_ref()
+            .map(|progress| progress.outcome.clone())
+            .unwrap_or_default();
+        total.add(&outcome);
+        let byte_offset = previous
+            .as_ref()
+            .map_or(0, |progress| progress.byte_offset)
+            .max(batch.end_offset);
+        let complete = batch.origin_complete || previous.is_some_and(|progress| progress.complete);
+        transaction.execute(
+            "INSERT INTO ingest_progress (origin, origin_label, byte_offset, complete, outcome_json,
+                updated_at_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (origin) DO UPDATE SET byte_offset = excluded.byte_offset,
+                complete = excluded.complete, outcome_json = excluded.outcome_json,
+                updated_at_micros = excluded.updated_at_micros",
+            params![
+                batch.origin.key,
+                batch.origin.label,
+                byte_offset as i64,
+                complete,
+                serde_json::to_string(&total)?,
+                now
+            ],
+        )?;
+        transaction.commit()?;
+        Ok(outcome)
+    }
+
+    fn ingest_progress(&mut self, origin_key: &str) -> anyhow::Result<Option<IngestProgress>> {
+        Self::read_progress(&self.connection, origin_key)
+    }
+
+    fn rejects_of(&mut self, origin_key: &str) -> anyhow::Result<Vec<StoredReject>> {
+        let mut statement = self.connection.prepare(
+            "SELECT origin_label, line, reason, raw_record FROM rejects WHERE origin = ?1
+             ORDER BY line",
+        )?;
+        let rejects = statement
+            .query_map([origin_key], |row| {
+                Ok(StoredReject {
+                    origin_label: row.get(0)?,
+                    line: row.get::<_, i64>(1)? as u64,
+                    reason: row.get(2)?,
+                    raw_record: row.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rejects)
+    }
+
+    fn ledger_totals(&mut self) -> anyhow::Result<LedgerTotals> {
+        let (rated_calls, rated_cost_units): (i64, i64) = self.connection.query_row(
+            "SELECT count(*), coalesce(sum(cost_units), 0) FROM rated_calls",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        let conflicts: i64 =
+            self.connection
+                .query_row("SELECT count(*) FROM conflicts", [], |row| row.get(0))?;
+        let rejects: i64 =
+            self.connection
+                .query_row("SELECT count(*) FROM rejects", [], |row| row.get(0))?;
+        let mut statement = self.connection.prepare(
+            "SELECT a.id FROM accounts a
+             LEFT JOIN (SELECT account, sum(amount_units) AS total FROM ledger_entries
+                        GROUP BY account) e ON e.account = a.id
+             WHERE a.balance_units <> coalesce(e.total, 0) ORDER BY a.id",
+        )?;
+        let balance_mismatches = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(LedgerTotals {
+            rated_calls: rated_calls as u64,
+            rated_cost_units,
+            conflicts: conflicts as u64,
+            rejects: rejects as u64,
+            balance_mismatches,
+        })
+    }
+
+    fn usage_units(&mut self, account: &str) -> anyhow::Result<i64> {
+        Ok(self.connection.query_row(
+            "SELECT coalesce(sum(amount_units), 0) FROM ledger_entries
+             WHERE account = ?1 AND kind = 'usage'",
+            [account],
+            |row| row.get(0),
+        )?)
+    }
+}
