@@ -1,5 +1,11 @@
 //! Integration tests, compiled as one binary.
 
+/// kill -9 at random points, and two daemons on one PostgreSQL: every CDR charged once.
+mod crash_recovery;
+/// `tollgate serve` end to end: spool, HTTP intake, bad input, metrics, stop.
+mod daemon;
+/// Running the daemon in tests.
+mod daemon_support;
 /// Deck loading: a bad deck is refused whole with every problem named.
 mod deck_loading;
 /// Data-driven pricing cases: increments, minimums, fees, caps, dates, bands, rounding.
@@ -8,5 +14,9 @@ mod pricing;
 mod rate_command;
 /// Property tests of the rating invariants.
 mod rating_properties;
+/// The store contract, against the embedded store and PostgreSQL.
+mod store_contract;
+/// Fresh stores for tests (embedded and PostgreSQL).
+mod store_support;
 /// Shared helpers.
 mod support;

@@ -27,6 +27,19 @@ pub fn tollgate(arguments: &[&str]) -> Output {
         .expect("the tollgate binary runs")
 }
 
+/// Runs the binary and fails the test, showing stderr, unless it succeeds.
+pub fn tollgate_succeeds(arguments: &[String]) -> Output {
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let output = tollgate(&arguments);
+    assert!(
+        output.status.success(),
+        "tollgate {}: {}",
+        arguments.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 pub fn micros(rfc3339: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
         .unwrap()

@@ -1,0 +1,195 @@
+//! `tollgate serve` end to end on both stores: spool files, HTTP intake, retries, bad input,
+//! metrics, readiness, graceful stop.
+
+use crate::daemon_support::{drop_into_spool, import_accounts_into, start_daemon, wait_until_done};
+use crate::store_support::{TestStore, embedded_store, test_stores};
+use crate::support::{repo_path, tollgate};
+use std::time::Duration;
+
+fn import_sample_accounts(store: &TestStore) {
+    import_accounts_into(store, &repo_path("fixtures/cdrs/sample-accounts.csv"));
+}
+
+const SAMPLE_DAY_TOTAL: &str = "182.8177";
+
+#[test]
+fn serve_posts_spool_files_and_http_batches_exactly_once() {
+    for store in test_stores() {
+        let label = store.label;
+        import_sample_accounts(&store);
+        let folder = tempfile::tempdir().unwrap();
+        let spool = folder.path().join("spool");
+        let config = folder.path().join("tollgate.toml");
+        std::fs::write(
+            &config,
+            "request_bytes_max = 100000\nbatch_cdrs_max = 500\n",
+        )
+        .unwrap();
+        let az = repo_path("rate-decks/az-international.csv");
+        let us = repo_path("rate-decks/us-npanxx.csv");
+        let log = folder.path().join("serve.log");
+        let daemon = start_daemon(
+            &store,
+            &spool,
+            &[&az, &us],
+            &["--config", config.to_str().unwrap()],
+            &log,
+        );
+        let day = std::fs::read(repo_path("fixtures/cdrs/sample-day.csv")).unwrap();
+        drop_into_spool(&spool, "day-1.csv", &day);
+        // The same content under another name: recognised, nothing charged twice.
+        drop_into_spool(&spool, "day-1-resent.csv", &day);
+        drop_into_spool(&spool, "not-cdrs.csv", b"hello,world\n1,2\n");
+        let names = ["day-1.csv".to_string(), "day-1-resent.csv".to_string()];
+        assert!(
+            wait_until_done(&spool, &names, Duration::from_secs(60)),
+            "{label}: spool files not done:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        let rejects = std::fs::read_to_string(spool.join("done/day-1.csv.rejects.csv")).unwrap();
+        assert!(
+            rejects.starts_with("file,line,reason,raw_record\n"),
+            "{label}"
+        );
+        assert!(rejects.lines().count() > 1, "{label}: {rejects}");
+        let reason = std::fs::read_to_string(spool.join("failed/not-cdrs.csv.reason.txt")).unwrap();
+        assert!(
+            reason.contains("lacks the canonical column"),
+            "{label}: {reason}"
+        );
+
+        let small = std::fs::read(repo_path("fixtures/cdrs/small.csv")).unwrap();
+        let csv = [
+            ("Content-Type", "text/csv"),
+            ("Idempotency-Key", "batch-77"),
+        ];
+        let (status, body) = daemon.request("POST", "/v1/cdrs", &csv, &small);
+        assert_eq!(status, 200, "{label}: {body}");
+        let first: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(first["rated"], 21, "{label}: {body}");
+        assert_eq!(first["replayed"], false, "{label}");
+        let (status, body) = daemon.request("POST", "/v1/cdrs", &csv, &small);
+        assert_eq!(status, 200, "{label}: {body}");
+        let retried: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (retried["rated"].clone(), retried["replayed"].clone()),
+            (21.into(), true.into()),
+            "{label}"
+        );
+        // The same CDRs under another request id: every one a duplicate.
+        let other = [
+            ("Content-Type", "text/csv"),
+            ("Idempotency-Key", "batch-78"),
+        ];
+        let (_, body) = daemon.request("POST", "/v1/cdrs", &other, &small);
+        let resent: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (resent["rated"].clone(), resent["duplicates"].clone()),
+            (0.into(), 22.into()),
+            "{label}: {body}"
+        );
+
+        let json_lines = br#"{"cdr_id":"j-1","account":"acct-1003","direction":"outbound","caller":"14155550001","callee":"442071234567","start_time":"2026-11-21T10:00:00Z","answer_time":"2026-11-21T10:00:02Z","end_time":"2026-11-21T10:01:02Z","billsec":60,"disposition":"ANSWERED"}
+"#;
+        let ndjson = [("Content-Type", "application/x-ndjson")];
+        let (status, body) = daemon.request("POST", "/v1/cdrs", &ndjson, json_lines);
+        assert_eq!(status, 200, "{label}: {body}");
+        assert!(body.contains("\"rated\":1"), "{label}: {body}");
+
+        for (headers, body, expected, needle) in [
+            (&ndjson[..], &b"{not json\n"[..], 400, "line 1: not JSON"),
+            (&[("Content-Type", "image/png")][..], &b"x"[..], 415, "not supported"),
+            (&csv[..1], &b"cdr_id,account\n1,2\n"[..], 400, "lacks the canonical column"),
+            (
+                &csv[..1],
+                &b"cdr_id,account,direction,caller,callee,start_time,answer_time,end_time,billsec,disposition\nu-1,acct-9999,outbound,1,14155550100,2026-11-21T10:00:00Z,,,0,NO ANSWER\n"[..],
+                422,
+                "unknown account: acct-9999",
+            ),
+            (&csv[..1], &vec![b'x'; 200_000][..], 413, ""),
+        ] {
+            let (status, answer) = daemon.request("POST", "/v1/cdrs", headers, body);
+            assert_eq!(status, expected, "{label}: {answer}");
+            assert!(answer.contains(needle), "{label}: {answer}");
+        }
+        let (status, metrics) = daemon.request("GET", "/metrics", &[], b"");
+        assert_eq!(status, 200);
+        for metric in [
+            "tollgate_cdrs_rated_total",
+            "tollgate_cdrs_duplicate_total",
+            "tollgate_cdrs_rejected_total{reason=",
+            "tollgate_batch_commit_seconds_bucket",
+            "tollgate_spool_files_total{result=\"failed\"} 1",
+        ] {
+            assert!(metrics.contains(metric), "{label}: {metric} missing");
+        }
+        assert_eq!(daemon.request("GET", "/healthz", &[], b"").0, 200);
+        assert!(
+            daemon.stop().success(),
+            "{label}: SIGTERM must end with exit 0"
+        );
+
+        // sample day + small.csv (0.5221) + the JSON call (60 s to the UK).
+        let mut store_handle = store.open();
+        let root = store_handle.account("acct-1000").unwrap().unwrap();
+        let expected_without_json: rust_decimal::Decimal =
+            SAMPLE_DAY_TOTAL.parse::<rust_decimal::Decimal>().unwrap()
+                + "0.5221".parse::<rust_decimal::Decimal>().unwrap();
+        let balance = -tollgate::money::ledger_decimal(root.balance_units);
+        assert!(balance > expected_without_json, "{label}: {balance}");
+        let totals = store_handle.ledger_totals().unwrap();
+        assert!(totals.balance_mismatches.is_empty(), "{label}");
+        assert_eq!(
+            -tollgate::money::ledger_decimal(store_handle.usage_units("acct-1000").unwrap()),
+            tollgate::money::ledger_decimal(totals.rated_cost_units),
+            "{label}: the root's usage is every rated call's cost"
+        );
+    }
+}
+
+#[test]
+fn start_up_problems_are_one_line_errors() {
+    let folder = tempfile::tempdir().unwrap();
+    let config = folder.path().join("bad.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:1\"\ncolour = \"blue\"\n").unwrap();
+    let deck = repo_path("rate-decks/us-npanxx.csv");
+    for (arguments, needle) in [
+        (
+            vec!["serve", "--config", config.to_str().unwrap()],
+            "unknown field `colour`",
+        ),
+        (
+            vec![
+                "serve",
+                "--database-url",
+                "postgres://postgres@127.0.0.1:1/none",
+                "--deck",
+                deck.to_str().unwrap(),
+            ],
+            "cannot connect to PostgreSQL",
+        ),
+        (
+            vec![
+                "serve",
+                "--database-url",
+                "mysql://x",
+                "--deck",
+                deck.to_str().unwrap(),
+            ],
+            "is not a postgres:// URL",
+        ),
+    ] {
+        let output = tollgate(&arguments);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{arguments:?}");
+        assert!(stderr.contains(needle), "{arguments:?}: {stderr}");
+    }
+    let store = embedded_store();
+    let mut arguments = vec!["accounts".to_string(), "show".to_string()];
+    arguments.extend(store.cli_arguments());
+    arguments.push("nobody".into());
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let output = tollgate(&arguments);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no account \"nobody\""));
+}

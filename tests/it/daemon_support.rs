@@ -1,0 +1,172 @@
+//! Running `tollgate serve` in tests: a free port, a spool folder, readiness, HTTP calls with a
+//! plain TCP client (no HTTP client crate needed for a handful of requests).
+
+use crate::store_support::TestStore;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `tollgate accounts import FILE` into `store`.
+pub fn import_accounts_into(store: &TestStore, accounts: &Path) {
+    let mut arguments = vec!["accounts".to_string(), "import".to_string()];
+    arguments.extend(store.cli_arguments());
+    arguments.push(accounts.display().to_string());
+    crate::support::tollgate_succeeds(&arguments);
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+}
+
+/// Starts the daemon on `store` with `spool` and `decks`; waits until `/readyz` answers.
+pub fn start_daemon(
+    store: &TestStore,
+    spool: &Path,
+    decks: &[&Path],
+    extra: &[&str],
+    log: &Path,
+) -> Daemon {
+    let port = free_port();
+    let mut arguments: Vec<String> = vec!["serve".into()];
+    arguments.extend(store.cli_arguments());
+    arguments.extend([
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--spool-dir".into(),
+        spool.display().to_string(),
+    ]);
+    for deck in decks {
+        arguments.extend(["--deck".into(), deck.display().to_string()]);
+    }
+    arguments.extend(extra.iter().map(|argument| argument.to_string()));
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(&arguments)
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("tollgate serve starts");
+    let mut daemon = Daemon { child, port };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            panic!(
+                "tollgate serve exited at start ({status}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if http(port, "GET", "/readyz", &[], b"").is_some_and(|(status, _)| status == 200) {
+            return daemon;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tollgate serve never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Daemon {
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tollgate serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to drain or commit.
+    pub fn kill_hard(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
+        http(self.port, method, path, headers, body).expect("the daemon answers")
+    }
+}
+
+/// One HTTP/1.1 request; `None` when nothing listens.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// Moves a file into the spool the way a producer must: written under a dot name, then renamed.
+pub fn drop_into_spool(spool: &Path, name: &str, content: &[u8]) {
+    let hidden = spool.join(format!(".{name}.tmp"));
+    std::fs::write(&hidden, content).unwrap();
+    std::fs::rename(&hidden, spool.join(name)).unwrap();
+}
+
+/// Waits until every named file has reached `spool/done`.
+pub fn wait_until_done(spool: &Path, names: &[String], timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if names
+            .iter()
+            .all(|name| spool.join("done").join(name).exists())
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
