@@ -57,9 +57,12 @@ pub fn run_poster(
     let mut pending: Option<PendingSpoolBatch> = None;
     let wait = Duration::from_millis(shared.config.batch_wait_milliseconds);
     loop {
-        let timeout = pending.as_ref().map_or(Duration::from_secs(3600), |batch| {
+        let mut timeout = pending.as_ref().map_or(Duration::from_secs(3600), |batch| {
             wait.saturating_sub(batch.first_arrival.elapsed())
         });
+        if !shared.store_healthy.load(Ordering::SeqCst) {
+            timeout = timeout.min(STORE_PROBE_INTERVAL);
+        }
         let work = match requests.try_recv() {
             Ok(work) => Ok(work),
             Err(_) => crossbeam_channel::select! {
@@ -108,7 +111,10 @@ pub fn run_poster(
                 flush(&shared, &mut store, pending.take());
                 break;
             }
-            Err(RecvTimeoutError::Timeout) => flush(&shared, &mut store, pending.take()),
+            Err(RecvTimeoutError::Timeout) => {
+                flush(&shared, &mut store, pending.take());
+                probe_store(&shared, &mut store);
+            }
         }
     }
 }
@@ -149,6 +155,27 @@ fn flush(
             tracing::error!(file = %file.name, "posting failed, the file is left in the spool: {error:#}");
             file.mark_settled();
         }
+    }
+}
+
+/// While the store is marked unhealthy and no batch is waiting, the poster checks on it this
+/// often, so HTTP intake reopens as soon as the store is back.
+const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+fn probe_store(shared: &DaemonShared, store: &mut Option<Box<dyn LedgerStore>>) {
+    if shared.store_healthy.load(Ordering::SeqCst) {
+        return;
+    }
+    let answered = match store {
+        Some(store) => store.ping(),
+        None => open_store(&shared.location).and_then(|opened| store.insert(opened).ping()),
+    };
+    match answered {
+        Ok(()) => {
+            shared.store_healthy.store(true, Ordering::SeqCst);
+            tracing::info!("the store answers again: intake reopened");
+        }
+        Err(_) => *store = None,
     }
 }
 

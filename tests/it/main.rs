@@ -16,6 +16,8 @@ mod rate_command;
 mod rating_properties;
 /// The store contract, against the embedded store and PostgreSQL.
 mod store_contract;
+/// PostgreSQL unreachable while the daemon runs: 503s, retries, nothing lost.
+mod store_outage;
 /// Fresh stores for tests (embedded and PostgreSQL).
 mod store_support;
 /// Shared helpers.

@@ -61,6 +61,45 @@ impl Drop for TestStore {
     }
 }
 
+/// Which kind of store a test store is, with the PostgreSQL schema name.
+pub enum TestStoreLocation {
+    Embedded,
+    Postgres { schema: String },
+}
+
+impl TestStore {
+    pub fn kind(&self) -> TestStoreLocation {
+        match &self.postgres_schema {
+            Some((_, schema)) => TestStoreLocation::Postgres {
+                schema: schema.clone(),
+            },
+            None => TestStoreLocation::Embedded,
+        }
+    }
+
+    /// The same PostgreSQL schema, reached as another role (the schema stays owned by this one).
+    pub fn as_user(&self, role: &str) -> TestStore {
+        let (base_url, _) = self
+            .postgres_schema
+            .as_ref()
+            .expect("a PostgreSQL test store");
+        let StoreLocation::Postgres(url) = &self.location else {
+            unreachable!()
+        };
+        let with_user = url.replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+        assert_ne!(
+            &with_user, url,
+            "the test URL names the postgres user: {base_url}"
+        );
+        TestStore {
+            label: "postgresql",
+            location: StoreLocation::Postgres(with_user),
+            _folder: tempfile::tempdir().unwrap(),
+            postgres_schema: None,
+        }
+    }
+}
+
 pub fn embedded_store() -> TestStore {
     let folder = tempfile::tempdir().unwrap();
     TestStore {
