@@ -72,3 +72,11 @@ pub const SPOOL_POLL_MILLISECONDS: u64 = 250;
 
 /// How long the spool pauses after giving up on a file because the store failed.
 pub const SPOOL_PAUSE_AFTER_STORE_FAILURE_MILLISECONDS: u64 = 2_000;
+
+/// Page cache of each embedded-store connection, in KiB: enough to keep the rated-calls index of
+/// a few million calls in memory while batches insert into it.
+pub const SQLITE_CACHE_KIBIBYTES: i64 = 256 * 1024;
+
+/// WAL pages (4 KiB) written before the embedded store checkpoints: 64 MiB, so checkpoints copy
+/// pages back less often than SQLite's default of 1000 pages.
+pub const SQLITE_WAL_CHECKPOINT_PAGES: i64 = 16_384;

@@ -173,8 +173,8 @@ CREATE TABLE batches (
     committed_at_micros BIGINT NOT NULL
 );
 CREATE TABLE rated_calls (
-    source TEXT NOT NULL,
-    cdr_id TEXT NOT NULL,
+    source TEXT COLLATE \"C\" NOT NULL,
+    cdr_id TEXT COLLATE \"C\" NOT NULL,
     account TEXT NOT NULL,
     direction TEXT NOT NULL,
     caller TEXT NOT NULL,

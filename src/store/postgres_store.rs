@@ -144,7 +144,7 @@ impl PostgresStore {
 }
 
 /// The temporary table's columns: the rated-call columns without `batch_id`.
-const INCOMING_CALL_COLUMN_TYPES: &str = "source TEXT, cdr_id TEXT, account TEXT, direction TEXT, \
+const INCOMING_CALL_COLUMN_TYPES: &str = "source TEXT COLLATE \"C\", cdr_id TEXT COLLATE \"C\", account TEXT, direction TEXT, \
     caller TEXT, callee TEXT, start_time_micros BIGINT, answer_time_micros BIGINT, \
     end_time_micros BIGINT, billsec BIGINT, disposition TEXT, deck TEXT, rate_prefix TEXT, \
     destination TEXT, rate NUMERIC, billable_seconds BIGINT, cost_units BIGINT, currency TEXT, \
@@ -399,7 +399,8 @@ impl LedgerStore for PostgresStore {
         }
         // Sorted by key, so two instances inserting overlapping batches take the index's locks
         // in the same order.
-        transaction.execute(
+        let offered = repeats.iter().filter(|repeat| repeat.is_none()).count() as u64;
+        let inserted = transaction.execute(
             &format!(
                 "INSERT INTO rated_calls ({RATED_CALL_COLUMNS})
                  SELECT {INCOMING_CALL_COLUMNS}, $1 FROM incoming_calls ORDER BY source, cdr_id
@@ -407,16 +408,22 @@ impl LedgerStore for PostgresStore {
             ),
             &[&batch_id],
         )?;
-        let stored_digest: HashMap<usize, u64> = transaction
-            .query(
-                "SELECT i.seq, r.content_digest FROM incoming_calls i
-                 JOIN rated_calls r ON r.source = i.source AND r.cdr_id = i.cdr_id
-                 WHERE r.batch_id <> $1",
-                &[&batch_id],
-            )?
-            .iter()
-            .map(|row| (row.get::<_, i64>(0) as usize, row.get::<_, i64>(1) as u64))
-            .collect();
+        // Only when some calls were already stored is it worth finding which (the usual batch
+        // has none).
+        let stored_digest: HashMap<usize, u64> = if inserted == offered {
+            HashMap::new()
+        } else {
+            transaction
+                .query(
+                    "SELECT i.seq, r.content_digest FROM incoming_calls i
+                     JOIN rated_calls r ON r.source = i.source AND r.cdr_id = i.cdr_id
+                     WHERE r.batch_id <> $1",
+                    &[&batch_id],
+                )?
+                .iter()
+                .map(|row| (row.get::<_, i64>(0) as usize, row.get::<_, i64>(1) as u64))
+                .collect()
+        };
         let fates = decide_fates(batch, &repeats, &stored_digest);
 
         let mut conflict_source = Vec::new();
