@@ -143,6 +143,14 @@ pub enum NumberProblem {
     TooLong,
 }
 
+/// True for an identifier (source, cdr_id, account) a store can keep and index: not empty, at most
+/// [`crate::limits::IDENTIFIER_BYTES_MAX`] bytes, no control characters.
+pub fn is_plausible_identifier(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= crate::limits::IDENTIFIER_BYTES_MAX
+        && !text.chars().any(char::is_control)
+}
+
 /// Why a CDR was not rated. The names are stable: they appear in rejects files, summaries and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RejectReason {
@@ -150,6 +158,10 @@ pub enum RejectReason {
     WrongColumnCount,
     MissingCdrId,
     MissingAccount,
+    /// A source, cdr_id or account with control characters or longer than
+    /// [`crate::limits::IDENTIFIER_BYTES_MAX`]: no feed's identifier looks like that, and stores
+    /// could not index it.
+    InvalidIdentifier,
     InvalidDirection,
     InvalidStartTime,
     InvalidAnswerTime,
@@ -161,6 +173,8 @@ pub enum RejectReason {
     InvalidDisposition,
     EmptyCallee,
     InvalidCallee,
+    /// A caller that is not a number and holds control characters or is implausibly long.
+    InvalidCaller,
     UnknownAccount,
     NoDeckForAccount,
     CurrencyMismatch,
@@ -168,11 +182,12 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 19] = [
+    pub const ALL: [RejectReason; 21] = [
         RejectReason::InvalidUtf8,
         RejectReason::WrongColumnCount,
         RejectReason::MissingCdrId,
         RejectReason::MissingAccount,
+        RejectReason::InvalidIdentifier,
         RejectReason::InvalidDirection,
         RejectReason::InvalidStartTime,
         RejectReason::InvalidAnswerTime,
@@ -184,6 +199,7 @@ impl RejectReason {
         RejectReason::InvalidDisposition,
         RejectReason::EmptyCallee,
         RejectReason::InvalidCallee,
+        RejectReason::InvalidCaller,
         RejectReason::UnknownAccount,
         RejectReason::NoDeckForAccount,
         RejectReason::CurrencyMismatch,
@@ -196,6 +212,7 @@ impl RejectReason {
             RejectReason::WrongColumnCount => "wrong_column_count",
             RejectReason::MissingCdrId => "missing_cdr_id",
             RejectReason::MissingAccount => "missing_account",
+            RejectReason::InvalidIdentifier => "invalid_identifier",
             RejectReason::InvalidDirection => "invalid_direction",
             RejectReason::InvalidStartTime => "invalid_start_time",
             RejectReason::InvalidAnswerTime => "invalid_answer_time",
@@ -211,6 +228,7 @@ impl RejectReason {
             RejectReason::NoDeckForAccount => "no_deck_for_account",
             RejectReason::CurrencyMismatch => "currency_mismatch",
             RejectReason::NoRateForDestination => "no_rate_for_destination",
+            RejectReason::InvalidCaller => "invalid_caller",
         }
     }
 }

@@ -80,3 +80,24 @@ pub const SQLITE_CACHE_KIBIBYTES: i64 = 256 * 1024;
 /// WAL pages (4 KiB) written before the embedded store checkpoints: 64 MiB, so checkpoints copy
 /// pages back less often than SQLite's default of 1000 pages.
 pub const SQLITE_WAL_CHECKPOINT_PAGES: i64 = 16_384;
+
+/// Longest source, cdr_id or account accepted, in bytes. Real identifiers are tens of bytes; the
+/// bound keeps the dedupe key well inside PostgreSQL's index entry limit (about 2.7 KB).
+pub const IDENTIFIER_BYTES_MAX: usize = 256;
+
+/// Longest caller kept as text when it is not a number (a SIP URI or a name).
+pub const CALLER_TEXT_BYTES_MAX: usize = 256;
+
+/// Longest wait for a PostgreSQL connection to be set up.
+pub const POSTGRES_CONNECT_TIMEOUT_SECONDS: u64 = 10;
+
+/// Longest a PostgreSQL statement may run: a batch's statements take about a second at most, so a
+/// statement still running after this is stuck, and the batch is retried instead.
+pub const POSTGRES_STATEMENT_TIMEOUT_SECONDS: u64 = 300;
+
+/// Longest a PostgreSQL statement waits for a lock (an import, another instance's batch).
+pub const POSTGRES_LOCK_TIMEOUT_SECONDS: u64 = 60;
+
+/// Requests rated at the same time by HTTP intake; more wait for their turn, so memory stays
+/// bounded however many clients send at once.
+pub const HTTP_RATING_CONCURRENCY_MAX: usize = 4;

@@ -491,6 +491,24 @@ fn account_from_fields(fields: &AccountFields) -> Result<Account, Vec<String>> {
     }
 }
 
+/// An account that is its own ancestor in `parents` (id → parent), if any. Stores check this
+/// inside the import's transaction, so two imports at once cannot close a cycle between them.
+pub fn account_in_cycle(parents: &HashMap<String, Option<String>>) -> Option<String> {
+    let mut ids: Vec<&String> = parents.keys().collect();
+    ids.sort();
+    ids.into_iter().find_map(|id| {
+        let mut next = parents.get(id).cloned().flatten();
+        for _ in 0..=parents.len() {
+            match next {
+                None => return None,
+                Some(parent) if parent == *id => return Some(id.clone()),
+                Some(parent) => next = parents.get(&parent).cloned().flatten(),
+            }
+        }
+        None
+    })
+}
+
 fn find_cycles(book: &AccountBook, file_name: &str) -> Vec<String> {
     let mut problems = Vec::new();
     let mut ids: Vec<&String> = book.accounts.keys().collect();

@@ -122,7 +122,8 @@ impl PostingBatch {
             rejects.extend(block.rejected_records.iter().map(|reject| RejectToPost {
                 line: first_line + reject.line_in_block - 1,
                 reason: reject.reason.as_str().to_string(),
-                raw_record: String::from_utf8_lossy(&reject.raw).into_owned(),
+                // PostgreSQL text cannot hold NUL; the rejects file of a spool file keeps it.
+                raw_record: String::from_utf8_lossy(&reject.raw).replace('\0', "\u{fffd}"),
             }));
         }
         let calls = arrow::compute::concat_batches(&schema, &parts)
@@ -216,13 +217,13 @@ pub fn decide_fates(
 }
 
 /// Usage per account: each charged call's cost goes to its account and every ancestor. `parents`
-/// maps every account id to its parent. Sorted by account id, the order in which stores lock
-/// balances (two posters never wait on each other in a cycle).
+/// maps every account id to its parent. Sorted by account id, so every poster takes balance locks
+/// in one order. An account tree with a cycle (which imports refuse) is an error, not a hang.
 pub fn usage_by_account(
     batch: &PostingBatch,
     fates: &[CallFate],
     parents: &HashMap<String, Option<String>>,
-) -> BTreeMap<String, i64> {
+) -> anyhow::Result<BTreeMap<String, i64>> {
     let accounts = batch.text_column("account");
     let mut by_account: HashMap<&str, i64> = HashMap::new();
     for (index, fate) in fates.iter().enumerate() {
@@ -238,10 +239,12 @@ pub fn usage_by_account(
             next = parents.get(&id).cloned().flatten();
             *with_ancestors.entry(id).or_default() += amount;
             depth += 1;
-            assert!(depth <= parents.len() + 1, "the account tree has a cycle");
+            if depth > parents.len() + 1 {
+                anyhow::bail!("the stored account tree has a cycle through account {account}");
+            }
         }
     }
-    with_ancestors
+    Ok(with_ancestors)
 }
 
 /// Counts of a batch's fates, for its outcome.

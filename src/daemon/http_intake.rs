@@ -1,7 +1,7 @@
 //! The daemon's HTTP side: `POST /v1/cdrs` (canonical CSV or JSON lines, one batch per request,
 //! answered after commit), `/healthz`, `/readyz` and `/metrics`. A request is known by its
-//! `Idempotency-Key` (or `X-Request-Id`, or else the digest of its body): sent again, it charges
-//! nothing twice and gets the first answer back.
+//! `Idempotency-Key` (or `X-Request-Id`) together with the digest of its body: sent again, it
+//! charges nothing twice and gets the first answer back.
 
 use super::DaemonShared;
 use super::poster::PosterWork;
@@ -112,18 +112,23 @@ fn request_origin(headers: &HeaderMap, body: &[u8]) -> Result<Origin, String> {
                 .to_str()
                 .map(str::trim)
                 .map(str::to_string)
-                .map_err(|_| "the Idempotency-Key header is not text".to_string())
+                .map_err(|_| "the Idempotency-Key (or X-Request-Id) header is not text".to_string())
         })
         .transpose()?;
     let id = match given {
         Some(id) if id.is_empty() || id.len() > 200 => {
-            return Err("the Idempotency-Key header must have 1 to 200 characters".into());
+            return Err(
+                "the Idempotency-Key (or X-Request-Id) header must have 1 to 200 characters".into(),
+            );
         }
         Some(id) => id,
-        None => format!("body-{:032x}", xxhash_rust::xxh3::xxh3_128(body)),
+        None => "(no key)".to_string(),
     };
+    // The body's digest is part of the origin: a retry (same key, same body) is answered from
+    // the record, while a key reused for another body is a new request, whose CDRs are posted
+    // rather than dropped.
     Ok(Origin {
-        key: format!("request:{id}"),
+        key: format!("request:{id}:{:032x}", xxhash_rust::xxh3::xxh3_128(body)),
         label: id,
         kind: OriginKind::HttpRequest,
     })
@@ -268,6 +273,12 @@ async fn post_cdrs(
     };
     let request_id = origin.label.clone();
     let context = shared.rating.context();
+    let Ok(_rating_slot) = shared.http_rating_slots.acquire().await else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "tollgate is shutting down".into(),
+        );
+    };
     let rated =
         tokio::task::spawn_blocking(move || rate_request(&context, kind, &body, origin)).await;
     let batch = match rated {

@@ -34,6 +34,8 @@ pub struct DaemonShared {
     pub poster_spool: crossbeam_channel::Sender<PosterWork>,
     /// A store connection for the HTTP side's reads (readiness), apart from the poster's.
     pub reader_store: Mutex<Option<Box<dyn LedgerStore>>>,
+    /// Permits to rate an HTTP request (`limits::HTTP_RATING_CONCURRENCY_MAX`).
+    pub http_rating_slots: tokio::sync::Semaphore,
 }
 
 /// Runs the daemon until a signal stops it. Start-up problems (bad config, unreachable store,
@@ -89,6 +91,7 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
         poster_requests: request_sender,
         poster_spool: spool_sender,
         reader_store: Mutex::new(Some(store)),
+        http_rating_slots: tokio::sync::Semaphore::new(crate::limits::HTTP_RATING_CONCURRENCY_MAX),
         config,
     });
     tracing::info!(

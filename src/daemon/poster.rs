@@ -4,7 +4,7 @@
 //! finishes spool files (rejects file, move to `done/`) once their last batch is committed.
 
 use super::DaemonShared;
-use super::spool::{SpoolFile, finish_spool_file};
+use super::spool::{SpoolFile, fail_spool_file, finish_spool_file};
 use crate::batch::rated_block::RatedBlock;
 use crate::credit::posting::{PostingBatch, PostingOutcome};
 use crate::store::ledger_store::{LedgerStore, open_store};
@@ -46,7 +46,7 @@ struct PendingSpoolBatch {
     first_arrival: Instant,
 }
 
-/// Runs until `Shutdown` arrives on either channel. HTTP requests go first: a busy spool never
+/// Runs until `Shutdown` arrives (on the request channel, after intake has stopped). HTTP requests go first: a busy spool never
 /// makes a waiting request wait behind more than the batch being posted.
 pub fn run_poster(
     shared: Arc<DaemonShared>,
@@ -77,37 +77,19 @@ pub fn run_poster(
             .set((requests.len() + spool_blocks.len()) as i64);
         match work {
             Ok(PosterWork::SpoolBlock(block)) => {
-                if block.file.abandoned.load(Ordering::SeqCst) {
-                    continue;
-                }
-                if pending
-                    .as_ref()
-                    .is_some_and(|batch| !Arc::ptr_eq(&batch.file, &block.file))
-                {
-                    flush(&shared, &mut store, pending.take());
-                }
-                let batch = pending.get_or_insert_with(|| PendingSpoolBatch {
-                    file: Arc::clone(&block.file),
-                    blocks: Vec::new(),
-                    start_offset: block.start_offset,
-                    end_offset: block.start_offset,
-                    n_rows: 0,
-                    is_last: false,
-                    first_arrival: Instant::now(),
-                });
-                batch.n_rows += block.block.n_records as usize;
-                batch.end_offset = block.end_offset;
-                batch.is_last = block.is_last;
-                batch.blocks.push((block.first_line, block.block));
-                if batch.is_last || batch.n_rows >= shared.config.batch_cdrs_max {
-                    flush(&shared, &mut store, pending.take());
-                }
+                take_spool_block(&shared, &mut store, &mut pending, block)
             }
             Ok(PosterWork::Request { batch, reply }) => {
                 let result = post_with_retries(&shared, &mut store, &batch);
-                let _ = reply.send(result.map_err(|error| format!("{error:#}")));
+                let _ = reply.send(result.map_err(|failure| failure.to_string()));
             }
             Ok(PosterWork::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                // Intake has stopped: what the spool already handed over is posted too.
+                while let Ok(work) = spool_blocks.try_recv() {
+                    if let PosterWork::SpoolBlock(block) = work {
+                        take_spool_block(&shared, &mut store, &mut pending, block);
+                    }
+                }
                 flush(&shared, &mut store, pending.take());
                 break;
             }
@@ -116,6 +98,41 @@ pub fn run_poster(
                 probe_store(&shared, &mut store);
             }
         }
+    }
+}
+
+/// Adds a rated block to its file's pending batch, posting the batch when it is full or the file
+/// ends (or first, when the block belongs to another file).
+fn take_spool_block(
+    shared: &DaemonShared,
+    store: &mut Option<Box<dyn LedgerStore>>,
+    pending: &mut Option<PendingSpoolBatch>,
+    block: Box<SpoolBlock>,
+) {
+    if block.file.abandoned.load(Ordering::SeqCst) {
+        return;
+    }
+    if pending
+        .as_ref()
+        .is_some_and(|batch| !Arc::ptr_eq(&batch.file, &block.file))
+    {
+        flush(shared, store, pending.take());
+    }
+    let batch = pending.get_or_insert_with(|| PendingSpoolBatch {
+        file: Arc::clone(&block.file),
+        blocks: Vec::new(),
+        start_offset: block.start_offset,
+        end_offset: block.start_offset,
+        n_rows: 0,
+        is_last: false,
+        first_arrival: Instant::now(),
+    });
+    batch.n_rows += block.block.n_records as usize;
+    batch.end_offset = block.end_offset;
+    batch.is_last = block.is_last;
+    batch.blocks.push((block.first_line, block.block));
+    if batch.is_last || batch.n_rows >= shared.config.batch_cdrs_max {
+        flush(shared, store, pending.take());
     }
 }
 
@@ -144,15 +161,29 @@ fn flush(
             file.mark_settled();
         }
         Ok(_) => {}
-        Err(error) => {
-            // The file stays in the spool; the next scan resumes it from the recorded progress.
+        Err(failure) => {
             file.abandoned.store(true, Ordering::SeqCst);
-            shared
-                .metrics
-                .spool_files
-                .with_label_values(&["interrupted"])
-                .inc();
-            tracing::error!(file = %file.name, "posting failed, the file is left in the spool: {error:#}");
+            if failure.store_answers {
+                // The store is up but refuses this batch every time: the file cannot be posted
+                // as it is. Its earlier batches stay posted; the rest waits in failed/.
+                let reason = format!(
+                    "the store refused the batch from byte {} to {}: {:#}",
+                    pending.start_offset, pending.end_offset, failure.error
+                );
+                if let Err(error) = fail_spool_file(shared, &file, &reason) {
+                    tracing::error!(file = %file.name, "cannot move the file to failed/: {error:#}");
+                } else {
+                    file.failed.store(true, Ordering::SeqCst);
+                }
+            } else {
+                // The file stays in the spool; the next scan resumes it from the recorded progress.
+                shared
+                    .metrics
+                    .spool_files
+                    .with_label_values(&["interrupted"])
+                    .inc();
+                tracing::error!(file = %file.name, "posting failed, the file is left in the spool: {:#}", failure.error);
+            }
             file.mark_settled();
         }
     }
@@ -166,27 +197,45 @@ fn probe_store(shared: &DaemonShared, store: &mut Option<Box<dyn LedgerStore>>) 
     if shared.store_healthy.load(Ordering::SeqCst) {
         return;
     }
-    let answered = match store {
-        Some(store) => store.ping(),
-        None => open_store(&shared.location).and_then(|opened| store.insert(opened).ping()),
-    };
-    match answered {
-        Ok(()) => {
-            shared.store_healthy.store(true, Ordering::SeqCst);
-            tracing::info!("the store answers again: intake reopened");
-        }
-        Err(_) => *store = None,
+    if store_answers(shared, store) {
+        shared.store_healthy.store(true, Ordering::SeqCst);
+        tracing::info!("the store answers again: intake reopened");
     }
 }
 
 /// Posts a batch, reopening the store and retrying after errors, at most `store_attempts_max`
 /// times with doubling waits. While it fails the store is marked unhealthy (HTTP intake answers
 /// 503) and every failure is counted.
+/// A batch that could not be posted.
+pub struct PostFailure {
+    pub error: anyhow::Error,
+    /// The store answered a ping after the last failure: the batch itself is the problem.
+    pub store_answers: bool,
+}
+
+impl std::fmt::Display for PostFailure {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{:#}", self.error)
+    }
+}
+
+/// True when the store is reachable, reopening it when needed.
+fn store_answers(shared: &DaemonShared, store: &mut Option<Box<dyn LedgerStore>>) -> bool {
+    let answered = match store {
+        Some(store) => store.ping(),
+        None => open_store(&shared.location).and_then(|opened| store.insert(opened).ping()),
+    };
+    if answered.is_err() {
+        *store = None;
+    }
+    answered.is_ok()
+}
+
 pub fn post_with_retries(
     shared: &DaemonShared,
     store: &mut Option<Box<dyn LedgerStore>>,
     batch: &PostingBatch,
-) -> anyhow::Result<PostingOutcome> {
+) -> Result<PostingOutcome, PostFailure> {
     let mut backoff = Duration::from_millis(crate::limits::STORE_RETRY_BACKOFF_MILLISECONDS);
     let mut attempt = 1;
     loop {
@@ -204,13 +253,15 @@ pub fn post_with_retries(
             }
             Err(error) => {
                 shared.metrics.store_errors.inc();
-                let retryable_in_place = crate::store::postgres_store::is_retryable(&error);
-                if !retryable_in_place {
-                    shared.store_healthy.store(false, Ordering::SeqCst);
-                    *store = None;
-                }
+                // A store that still answers stays healthy for intake: the failure was this
+                // batch's (or a passing lock conflict), not an outage.
+                let answers = store_answers(shared, store);
+                shared.store_healthy.store(answers, Ordering::SeqCst);
                 if attempt >= shared.config.store_attempts_max {
-                    return Err(error);
+                    return Err(PostFailure {
+                        error,
+                        store_answers: answers,
+                    });
                 }
                 tracing::warn!(
                     origin = %batch.origin.label,

@@ -30,6 +30,9 @@ pub struct SpoolFile {
     pub context: Arc<RatingContext>,
     /// Set by the poster when it gave up on the file after store errors.
     pub abandoned: AtomicBool,
+    /// Set by the poster when the store refused a batch of the file while answering otherwise:
+    /// the file went to `failed/`.
+    pub failed: AtomicBool,
     /// The poster says here when it is through with the file (finished or abandoned), so the
     /// scanner never offers a file twice at once.
     settled_sender: crossbeam_channel::Sender<()>,
@@ -39,32 +42,63 @@ impl SpoolFile {
     pub fn mark_settled(&self) {
         let _ = self.settled_sender.try_send(());
     }
+
+    /// A file that could not even be read, described enough to move it to `failed/`.
+    fn unreadable(path: &Path, name: &str, context: Arc<RatingContext>) -> SpoolFile {
+        SpoolFile {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            origin: Origin {
+                key: String::new(),
+                label: name.to_string(),
+                kind: OriginKind::SpoolFile,
+            },
+            context,
+            abandoned: AtomicBool::new(true),
+            failed: AtomicBool::new(true),
+            settled_sender: crossbeam_channel::bounded(1).0,
+        }
+    }
 }
 
 pub fn run_spool_scanner(shared: Arc<DaemonShared>) {
     let spool = shared.config.spool_dir.clone();
     let mut store: Option<Box<dyn LedgerStore>> = None;
     let poll = Duration::from_millis(shared.config.spool_poll_milliseconds);
+    let store_failure_pause = Duration::from_millis(SPOOL_PAUSE_AFTER_STORE_FAILURE_MILLISECONDS);
     while !shared.stopping.load(Ordering::SeqCst) {
         let mut pause = poll;
+        // Accounts imported meanwhile take effect here, for spool files and HTTP requests alike.
+        let opened = match store.as_mut() {
+            Some(opened) => Ok(opened),
+            None => open_store(&shared.location).map(|opened| store.insert(opened)),
+        }
+        .and_then(|opened| shared.rating.refresh(opened.as_mut()).map(|()| opened));
+        let opened = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                store = None;
+                tracing::warn!("the spool waits for the store: {error:#}");
+                sleep_unless_stopping(&shared, store_failure_pause);
+                continue;
+            }
+        };
         match next_spool_files(&spool) {
             Ok(paths) => {
                 for path in paths {
                     if shared.stopping.load(Ordering::SeqCst) {
                         break;
                     }
-                    match take_spool_file(&shared, &mut store, &path) {
+                    match take_spool_file(&shared, opened.as_mut(), &path) {
                         Ok(true) => {}
                         Ok(false) => {
-                            pause =
-                                Duration::from_millis(SPOOL_PAUSE_AFTER_STORE_FAILURE_MILLISECONDS);
+                            pause = store_failure_pause;
                             break;
                         }
                         Err(error) => {
                             store = None;
                             tracing::warn!(file = %path.display(), "spool file postponed: {error:#}");
-                            pause =
-                                Duration::from_millis(SPOOL_PAUSE_AFTER_STORE_FAILURE_MILLISECONDS);
+                            pause = store_failure_pause;
                             break;
                         }
                     }
@@ -129,22 +163,29 @@ fn origin_of(path: &Path, name: &str) -> anyhow::Result<Origin> {
 }
 
 /// Rates one file and hands its blocks to the poster. `Ok(false)` when the poster gave up on it
-/// (store errors): the file stays for a later scan.
+/// because the store failed: the file stays for a later scan. An `Err` is a store problem too;
+/// a problem with the file itself sends it to `failed/` and the scan goes on.
 fn take_spool_file(
     shared: &Arc<DaemonShared>,
-    store: &mut Option<Box<dyn LedgerStore>>,
+    store: &mut dyn LedgerStore,
     path: &Path,
 ) -> anyhow::Result<bool> {
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let store = match store {
-        Some(store) => store,
-        None => store.insert(open_store(&shared.location)?),
+    let origin = match origin_of(path, &name) {
+        Ok(origin) => origin,
+        Err(error) => {
+            let unreadable = SpoolFile::unreadable(path, &name, shared.rating.context());
+            fail_spool_file(
+                shared,
+                &unreadable,
+                &format!("cannot read the file: {error:#}"),
+            )?;
+            return Ok(true);
+        }
     };
-    shared.rating.refresh(store.as_mut())?;
-    let origin = origin_of(path, &name).with_context(|| format!("cannot read {name}"))?;
     let progress = store.ingest_progress(&origin.key)?;
     let (settled_sender, settled) = crossbeam_channel::bounded(1);
     let file = Arc::new(SpoolFile {
@@ -153,11 +194,12 @@ fn take_spool_file(
         origin,
         context: shared.rating.context(),
         abandoned: AtomicBool::new(false),
+        failed: AtomicBool::new(false),
         settled_sender,
     });
     if progress.as_ref().is_some_and(|progress| progress.complete) {
         tracing::info!(file = %name, "already posted (same content seen before): moving to done");
-        finish_spool_file(shared, store.as_mut(), &file)?;
+        finish_spool_file(shared, store, &file)?;
         return Ok(true);
     }
     let resume_offset = progress.map_or(0, |progress| progress.byte_offset);
@@ -170,7 +212,7 @@ fn take_spool_file(
                     break;
                 }
             }
-            Ok(!file.abandoned.load(Ordering::SeqCst))
+            Ok(file.failed.load(Ordering::SeqCst) || !file.abandoned.load(Ordering::SeqCst))
         }
         Err(problem) => {
             fail_spool_file(shared, &file, &problem)?;
@@ -350,7 +392,11 @@ pub fn finish_spool_file(
 }
 
 /// Moves a file that cannot be read as CDRs to `failed/`, with the reason in `NAME.reason.txt`.
-fn fail_spool_file(shared: &DaemonShared, file: &SpoolFile, problem: &str) -> anyhow::Result<()> {
+pub fn fail_spool_file(
+    shared: &DaemonShared,
+    file: &SpoolFile,
+    problem: &str,
+) -> anyhow::Result<()> {
     let failed = shared.config.spool_dir.join("failed");
     std::fs::create_dir_all(&failed)?;
     let target = free_path(&failed, &file.name);

@@ -4,7 +4,9 @@
 //! Decoding a record either gives a [`Cdr`] or names what is wrong with it; it never panics on
 //! any bytes.
 
-use crate::cdr::{Cdr, Direction, NumberProblem, RejectReason, normalize_number};
+use crate::cdr::{
+    Cdr, Direction, NumberProblem, RejectReason, is_plausible_identifier, normalize_number,
+};
 use crate::ingest::timestamp::parse_timestamp_micros;
 use chrono_tz::Tz;
 use std::borrow::Cow;
@@ -110,9 +112,24 @@ pub fn decode_canonical_fields<'a>(
     if account.is_empty() {
         return Err(RejectReason::MissingAccount);
     }
+    if ![source, cdr_id, account]
+        .into_iter()
+        .all(is_plausible_identifier)
+    {
+        return Err(RejectReason::InvalidIdentifier);
+    }
     let direction = Direction::parse(text(2)).ok_or(RejectReason::InvalidDirection)?;
     let caller_text = text(3);
-    let caller = normalize_number(caller_text).unwrap_or(Cow::Borrowed(caller_text));
+    let caller = match normalize_number(caller_text) {
+        Ok(number) => number,
+        Err(_)
+            if caller_text.len() > crate::limits::CALLER_TEXT_BYTES_MAX
+                || caller_text.chars().any(char::is_control) =>
+        {
+            return Err(RejectReason::InvalidCaller);
+        }
+        Err(_) => Cow::Borrowed(caller_text),
+    };
     let callee = normalize_number(text(4)).map_err(|problem| match problem {
         NumberProblem::Empty => RejectReason::EmptyCallee,
         NumberProblem::NotDigits | NumberProblem::TooLong => RejectReason::InvalidCallee,

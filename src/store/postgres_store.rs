@@ -4,8 +4,8 @@
 //! statement each (arrays unnested), never a round trip per CDR.
 //!
 //! Several tollgate instances may share one database: the dedupe key's unique index decides which
-//! instance charges a call, balances are locked in account-id order, and a deadlock or
-//! serialization failure is retried by the caller (see `is_retryable`).
+//! instance charges a call, balances are locked in account-id order, and a deadlock is retried by
+//! the caller like any failed post.
 //!
 //! Uses the `postgres` crate, the blocking face of tokio-postgres: posting runs on its own thread
 //! between bounded channels, like the rest of the pipeline.
@@ -15,7 +15,7 @@ use super::ledger_store::{
     RATED_CALL_COLUMNS, StoredAccount, StoredReject, now_micros, parents_first,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
-use crate::credit::accounts::Account;
+use crate::credit::accounts::{Account, account_in_cycle};
 use crate::credit::posting::{
     CallColumns, CallFate, OriginKind, PostingBatch, PostingOutcome, call_as_json, decide_fates,
     outcome_of, usage_by_account,
@@ -34,18 +34,6 @@ pub struct PostgresStore {
     parents: Option<(i64, HashMap<String, Option<String>>)>,
 }
 
-/// True for errors that a retry of the same transaction can cure (deadlock, serialization
-/// failure, a dropped connection is not one: the caller reconnects).
-pub fn is_retryable(error: &anyhow::Error) -> bool {
-    error
-        .downcast_ref::<postgres::Error>()
-        .and_then(|error| error.code())
-        .is_some_and(|code| {
-            *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
-                || *code == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
-        })
-}
-
 impl PostgresStore {
     pub fn connect(url: &str) -> anyhow::Result<PostgresStore> {
         let client = Client::connect(url, NoTls)
@@ -54,6 +42,11 @@ impl PostgresStore {
             client,
             parents: None,
         };
+        store.client.batch_execute(&format!(
+            "SET statement_timeout = '{}s'; SET lock_timeout = '{}s'",
+            crate::limits::POSTGRES_STATEMENT_TIMEOUT_SECONDS,
+            crate::limits::POSTGRES_LOCK_TIMEOUT_SECONDS
+        ))?;
         store.migrate()?;
         store.client.batch_execute(&format!(
             "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_calls (
@@ -208,6 +201,8 @@ impl LedgerStore for PostgresStore {
 
     fn upsert_accounts(&mut self, accounts: &[Account]) -> anyhow::Result<()> {
         let mut transaction = self.client.transaction()?;
+        // One import at a time, so the cycle check below sees every committed change.
+        transaction.execute("SELECT 1 FROM store_state FOR UPDATE", &[])?;
         let upsert = transaction.prepare(&format!(
             "INSERT INTO accounts ({ACCOUNT_ROW_COLUMNS}, updated_at_micros)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
@@ -253,6 +248,14 @@ impl LedgerStore for PostgresStore {
                     &now,
                 ],
             )?;
+        }
+        let parents: HashMap<String, Option<String>> = transaction
+            .query("SELECT id, parent FROM accounts", &[])?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        if let Some(account) = account_in_cycle(&parents) {
+            bail!("account {account} would be its own ancestor: nothing was imported");
         }
         transaction.execute(
             "UPDATE store_state SET accounts_generation = accounts_generation + 1",
@@ -311,8 +314,12 @@ impl LedgerStore for PostgresStore {
 
     fn post_batch(&mut self, batch: &PostingBatch) -> anyhow::Result<PostingOutcome> {
         let mut transaction = self.client.transaction()?;
-        // Locks this origin's progress row (when there is one), so two instances posting the same
-        // origin take turns.
+        // Two instances posting the same origin take turns, even before it has a progress row
+        // (which `FOR UPDATE` alone could not lock).
+        transaction.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&batch.origin.key],
+        )?;
         let previous = Self::read_progress(&mut transaction, &batch.origin.key, true)?;
         if batch.origin.kind == OriginKind::HttpRequest
             && let Some(progress) = &previous
@@ -485,7 +492,7 @@ impl LedgerStore for PostgresStore {
         }
 
         let parents = Self::parents(&mut transaction, &mut self.parents)?;
-        let usage = usage_by_account(batch, &fates, &parents);
+        let usage = usage_by_account(batch, &fates, &parents)?;
         if !usage.is_empty() {
             let ids: Vec<&str> = usage.keys().map(String::as_str).collect();
             let amounts: Vec<i64> = usage.values().copied().collect();

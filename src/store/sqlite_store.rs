@@ -6,7 +6,7 @@ use super::ledger_store::{
     RATED_CALL_COLUMNS, StoredAccount, StoredReject, now_micros, parents_first,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
-use crate::credit::accounts::Account;
+use crate::credit::accounts::{Account, account_in_cycle};
 use crate::credit::posting::{
     CallColumns, CallFate, OriginKind, PostingBatch, PostingOutcome, call_as_json, decide_fates,
     outcome_of, usage_by_account,
@@ -212,6 +212,13 @@ impl LedgerStore for SqliteStore {
                 ])?;
             }
         }
+        let parents: HashMap<String, Option<String>> = transaction
+            .prepare("SELECT id, parent FROM accounts")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        if let Some(account) = account_in_cycle(&parents) {
+            bail!("account {account} would be its own ancestor: nothing was imported");
+        }
         transaction.execute(
             "UPDATE store_state SET accounts_generation = accounts_generation + 1",
             [],
@@ -384,7 +391,7 @@ impl LedgerStore for SqliteStore {
             }
         }
         let parents = Self::parents(&transaction, &mut self.parents)?;
-        let usage = usage_by_account(batch, &fates, &parents);
+        let usage = usage_by_account(batch, &fates, &parents)?;
         {
             let mut debit = transaction.prepare_cached(
                 "UPDATE accounts SET balance_units = balance_units - ?1 WHERE id = ?2

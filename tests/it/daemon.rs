@@ -1,7 +1,9 @@
 //! `tollgate serve` end to end on both stores: spool files, HTTP intake, retries, bad input,
 //! metrics, readiness, graceful stop.
 
-use crate::daemon_support::{drop_into_spool, import_accounts_into, start_daemon, wait_until_done};
+use crate::daemon_support::{
+    drop_into_spool, import_accounts_into, start_sample_daemon, wait_until_done,
+};
 use crate::store_support::{TestStore, embedded_store, test_stores};
 use crate::support::{repo_path, tollgate};
 use std::time::Duration;
@@ -19,21 +21,11 @@ fn serve_posts_spool_files_and_http_batches_exactly_once() {
         import_sample_accounts(&store);
         let folder = tempfile::tempdir().unwrap();
         let spool = folder.path().join("spool");
-        let config = folder.path().join("tollgate.toml");
-        std::fs::write(
-            &config,
-            "request_bytes_max = 100000\nbatch_cdrs_max = 500\n",
-        )
-        .unwrap();
-        let az = repo_path("rate-decks/az-international.csv");
-        let us = repo_path("rate-decks/us-npanxx.csv");
         let log = folder.path().join("serve.log");
-        let daemon = start_daemon(
+        let daemon = start_sample_daemon(
             &store,
-            &spool,
-            &[&az, &us],
-            &["--config", config.to_str().unwrap()],
-            &log,
+            folder.path(),
+            "request_bytes_max = 100000\nbatch_cdrs_max = 500\n",
         );
         let day = std::fs::read(repo_path("fixtures/cdrs/sample-day.csv")).unwrap();
         drop_into_spool(&spool, "day-1.csv", &day);
@@ -95,6 +87,44 @@ fn serve_posts_spool_files_and_http_batches_exactly_once() {
         let (status, body) = daemon.request("POST", "/v1/cdrs", &ndjson, json_lines);
         assert_eq!(status, 200, "{label}: {body}");
         assert!(body.contains("\"rated\":1"), "{label}: {body}");
+        // A key reused for another body is another request: its CDR is posted, not dropped.
+        let reused = [
+            ("Content-Type", "application/x-ndjson"),
+            ("Idempotency-Key", "batch-77"),
+        ];
+        let second_json = String::from_utf8_lossy(json_lines).replace("j-1", "j-2");
+        let (status, body) = daemon.request("POST", "/v1/cdrs", &reused, second_json.as_bytes());
+        assert_eq!(status, 200, "{label}: {body}");
+        assert!(
+            body.contains("\"rated\":1") && body.contains("\"replayed\":false"),
+            "{label}: {body}"
+        );
+        // Identifiers no store could index (a NUL, control characters) are rejects, not errors.
+        let control = String::from_utf8_lossy(json_lines).replace("j-1", "j-3\\u0000x");
+        let (status, body) = daemon.request("POST", "/v1/cdrs", &ndjson, control.as_bytes());
+        assert_eq!(status, 200, "{label}: {body}");
+        assert!(body.contains("invalid_identifier"), "{label}: {body}");
+
+        // An account imported while the daemon runs is known to HTTP intake within a scan.
+        let late_cdr = b"cdr_id,account,direction,caller,callee,start_time,answer_time,end_time,billsec,disposition\nlate-1,acct-late,outbound,1,14155550100,2026-11-21T10:00:00Z,,,0,NO ANSWER\n";
+        let (status, body) = daemon.request("POST", "/v1/cdrs", &csv[..1], late_cdr);
+        assert_eq!(status, 422, "{label}: {body}");
+        let late_accounts = folder.path().join("late.csv");
+        std::fs::write(&late_accounts, "account,parent,currency,outbound_deck,inbound_deck\nacct-late,acct-1000,USD,az-international,us-npanxx\n").unwrap();
+        import_accounts_into(&store, &late_accounts);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = daemon.request("POST", "/v1/cdrs", &csv[..1], late_cdr);
+            if status == 200 {
+                break;
+            }
+            assert_eq!(status, 422, "{label}: {body}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{label}: the import never reached intake"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
 
         for (headers, body, expected, needle) in [
             (&ndjson[..], &b"{not json\n"[..], 400, "line 1: not JSON"),

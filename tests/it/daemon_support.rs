@@ -15,6 +15,22 @@ pub fn import_accounts_into(store: &TestStore, accounts: &Path) {
     crate::support::tollgate_succeeds(&arguments);
 }
 
+/// The daemon on the shipped decks, with the config `config_text`, in a folder of its own (spool
+/// at `folder/spool`, log at `folder/serve.log`).
+pub fn start_sample_daemon(store: &TestStore, folder: &Path, config_text: &str) -> Daemon {
+    let config = folder.join("tollgate.toml");
+    std::fs::write(&config, config_text).unwrap();
+    let az = crate::support::repo_path("rate-decks/az-international.csv");
+    let us = crate::support::repo_path("rate-decks/us-npanxx.csv");
+    start_daemon(
+        store,
+        &folder.join("spool"),
+        &[&az, &us],
+        &["--config", config.to_str().unwrap()],
+        &folder.join("serve.log"),
+    )
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -217,6 +217,19 @@ fn account_import_is_an_idempotent_upsert_checked_against_stored_accounts() {
         assert_eq!(store.accounts_generation().unwrap(), generation, "{label}");
         let orphan = "account,parent,currency\nu,nowhere,USD\n";
         assert!(import_accounts(store.as_mut(), "c.csv", orphan.as_bytes()).is_err());
+        // Even past the file check (two imports at once), the store refuses to close a cycle.
+        let mut r = store.account("r").unwrap().unwrap().account;
+        r.parent = Some("s".into());
+        let error = store.upsert_accounts(&[r]).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("its own ancestor"),
+            "{label}: {error:#}"
+        );
+        assert_eq!(
+            store.account("r").unwrap().unwrap().account.parent,
+            None,
+            "{label}"
+        );
     }
 }
 

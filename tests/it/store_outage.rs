@@ -2,7 +2,9 @@
 //! killed): intake answers 503 with Retry-After, the spool file waits in the spool, failures and
 //! retries are counted, and once the store is back everything is posted, once.
 
-use crate::daemon_support::{drop_into_spool, import_accounts_into, start_daemon, wait_until_done};
+use crate::daemon_support::{
+    drop_into_spool, import_accounts_into, start_sample_daemon, wait_until_done,
+};
 use crate::store_support::{TestStore, postgres_store, test_database_url};
 use crate::support::repo_path;
 use std::time::{Duration, Instant};
@@ -84,18 +86,7 @@ fn while_postgresql_is_unreachable_intake_waits_and_nothing_is_lost() {
 
     let folder = tempfile::tempdir().unwrap();
     let spool = folder.path().join("spool");
-    let config = folder.path().join("tollgate.toml");
-    std::fs::write(&config, "store_attempts_max = 2\n").unwrap();
-    let log = folder.path().join("serve.log");
-    let az = repo_path("rate-decks/az-international.csv");
-    let us = repo_path("rate-decks/us-npanxx.csv");
-    let daemon = start_daemon(
-        &store,
-        &spool,
-        &[&az, &us],
-        &["--config", config.to_str().unwrap()],
-        &log,
-    );
+    let daemon = start_sample_daemon(&store, folder.path(), "store_attempts_max = 2\n");
     let small = std::fs::read(repo_path("fixtures/cdrs/small.csv")).unwrap();
     let csv = |key: &'static str| [("Content-Type", "text/csv"), ("Idempotency-Key", key)];
 
