@@ -4,6 +4,7 @@
 
 use crate::batch::rated_block::{RatedBlock, RatingContext, RowStatus};
 use crate::money::cost_in_ledger_units;
+use crate::store::ledger_store::IngestProgress;
 use crate::store::rated_output::{MoneyScales, rated_record_batch, rated_schema};
 use arrow::array::{
     Array, BooleanArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
@@ -217,8 +218,8 @@ pub fn decide_fates(
 }
 
 /// Usage per account: each charged call's cost goes to its account and every ancestor. `parents`
-/// maps every account id to its parent. Sorted by account id, so every poster takes balance locks
-/// in one order. An account tree with a cycle (which imports refuse) is an error, not a hang.
+/// maps every account id to its parent. The result is sorted by account id; the PostgreSQL store
+/// locks those balances with `ORDER BY id`, one order for every instance. An account tree with a cycle (which imports refuse) is an error, not a hang.
 pub fn usage_by_account(
     batch: &PostingBatch,
     fates: &[CallFate],
@@ -266,6 +267,42 @@ pub fn outcome_of(batch: &PostingBatch, fates: &[CallFate], batch_id: i64) -> Po
     }
     outcome
 }
+
+/// When `batch` repeats an HTTP request already posted in full, the answer to give again.
+pub fn replayed_outcome(
+    batch: &PostingBatch,
+    previous: Option<&IngestProgress>,
+) -> Option<PostingOutcome> {
+    previous
+        .filter(|progress| batch.origin.kind == OriginKind::HttpRequest && progress.complete)
+        .map(|progress| PostingOutcome {
+            replayed: true,
+            ..progress.outcome.clone()
+        })
+}
+
+/// The origin's progress once `batch` is posted: offsets only move forward, a complete origin
+/// stays complete, outcomes add up.
+pub fn progress_after(
+    batch: &PostingBatch,
+    previous: Option<&IngestProgress>,
+    outcome: &PostingOutcome,
+) -> IngestProgress {
+    let mut total = previous
+        .map(|progress| progress.outcome.clone())
+        .unwrap_or_default();
+    total.add(outcome);
+    IngestProgress {
+        byte_offset: previous
+            .map_or(0, |progress| progress.byte_offset)
+            .max(batch.end_offset),
+        complete: batch.origin_complete || previous.is_some_and(|progress| progress.complete),
+        outcome: total,
+    }
+}
+
+/// Every account's parent, as read for one accounts generation.
+pub type ParentsByAccount = std::sync::Arc<HashMap<String, Option<String>>>;
 
 /// One call of the batch as JSON, for the conflicts table (someone reviews it there).
 pub fn call_as_json(batch: &PostingBatch, index: usize) -> String {

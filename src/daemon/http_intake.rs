@@ -307,7 +307,7 @@ async fn post_cdrs(
         Ok(Err(message)) => refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "the store failed, nothing of this request was posted; retry later ({message})"
+                "the store failed; retry later with the same Idempotency-Key, a request is never charged twice ({message})"
             ),
         ),
         Err(_) => refuse(

@@ -17,8 +17,8 @@ use super::ledger_store::{
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
 use crate::credit::posting::{
-    CallColumns, CallFate, OriginKind, PostingBatch, PostingOutcome, call_as_json, decide_fates,
-    outcome_of, usage_by_account,
+    CallColumns, CallFate, ParentsByAccount, PostingBatch, PostingOutcome, call_as_json,
+    decide_fates, outcome_of, progress_after, replayed_outcome, usage_by_account,
 };
 use anyhow::{Context, bail};
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -31,7 +31,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x746f_6c6c_6761_7465;
 
 pub struct PostgresStore {
     client: Client,
-    parents: Option<(i64, HashMap<String, Option<String>>)>,
+    parents: Option<(i64, ParentsByAccount)>,
 }
 
 impl PostgresStore {
@@ -116,22 +116,23 @@ impl PostgresStore {
 
     fn parents(
         client: &mut impl GenericClient,
-        cache: &mut Option<(i64, HashMap<String, Option<String>>)>,
-    ) -> anyhow::Result<HashMap<String, Option<String>>> {
+        cache: &mut Option<(i64, ParentsByAccount)>,
+    ) -> anyhow::Result<ParentsByAccount> {
         let generation: i64 = client
             .query_one("SELECT accounts_generation FROM store_state", &[])?
             .get(0);
         if let Some((cached, parents)) = cache
             && *cached == generation
         {
-            return Ok(parents.clone());
+            return Ok(std::sync::Arc::clone(parents));
         }
         let parents: HashMap<String, Option<String>> = client
             .query("SELECT id, parent FROM accounts", &[])?
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        *cache = Some((generation, parents.clone()));
+        let parents = std::sync::Arc::new(parents);
+        *cache = Some((generation, std::sync::Arc::clone(&parents)));
         Ok(parents)
     }
 }
@@ -321,14 +322,8 @@ impl LedgerStore for PostgresStore {
             &[&batch.origin.key],
         )?;
         let previous = Self::read_progress(&mut transaction, &batch.origin.key, true)?;
-        if batch.origin.kind == OriginKind::HttpRequest
-            && let Some(progress) = &previous
-            && progress.complete
-        {
-            return Ok(PostingOutcome {
-                replayed: true,
-                ..progress.outcome.clone()
-            });
+        if let Some(answer) = replayed_outcome(batch, previous.as_ref()) {
+            return Ok(answer);
         }
         let now = now_micros();
         let batch_id: i64 = transaction
@@ -535,30 +530,19 @@ impl LedgerStore for PostgresStore {
                 &batch_id,
             ],
         )?;
-        let mut total = previous
-            .as_ref()
-            .map(|progress| progress.outcome.clone())
-            .unwrap_or_default();
-        total.add(&outcome);
-        let byte_offset = previous
-            .as_ref()
-            .map_or(0, |progress| progress.byte_offset)
-            .max(batch.end_offset);
-        let complete = batch.origin_complete || previous.is_some_and(|progress| progress.complete);
+        let progress = progress_after(batch, previous.as_ref(), &outcome);
         transaction.execute(
             "INSERT INTO ingest_progress (origin, origin_label, byte_offset, complete, outcome_json,
                 updated_at_micros) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (origin) DO UPDATE SET
-                byte_offset = GREATEST(ingest_progress.byte_offset, excluded.byte_offset),
-                complete = ingest_progress.complete OR excluded.complete,
-                outcome_json = excluded.outcome_json,
+             ON CONFLICT (origin) DO UPDATE SET byte_offset = excluded.byte_offset,
+                complete = excluded.complete, outcome_json = excluded.outcome_json,
                 updated_at_micros = excluded.updated_at_micros",
             &[
                 &batch.origin.key,
                 &batch.origin.label,
-                &(byte_offset as i64),
-                &complete,
-                &serde_json::to_string(&total)?,
+                &(progress.byte_offset as i64),
+                &progress.complete,
+                &serde_json::to_string(&progress.outcome)?,
                 &now,
             ],
         )?;

@@ -8,8 +8,8 @@ use super::ledger_store::{
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
 use crate::credit::posting::{
-    CallColumns, CallFate, OriginKind, PostingBatch, PostingOutcome, call_as_json, decide_fates,
-    outcome_of, usage_by_account,
+    CallColumns, CallFate, ParentsByAccount, PostingBatch, PostingOutcome, call_as_json,
+    decide_fates, outcome_of, progress_after, replayed_outcome, usage_by_account,
 };
 use crate::limits::{SQLITE_CACHE_KIBIBYTES, SQLITE_WAL_CHECKPOINT_PAGES};
 use anyhow::{Context, bail};
@@ -23,7 +23,7 @@ const BUSY_TIMEOUT_MILLISECONDS: u64 = 30_000;
 pub struct SqliteStore {
     connection: Connection,
     /// Every account's parent, cached for the accounts generation it was read at.
-    parents: Option<(i64, HashMap<String, Option<String>>)>,
+    parents: Option<(i64, ParentsByAccount)>,
 }
 
 impl SqliteStore {
@@ -85,8 +85,8 @@ impl SqliteStore {
 
     fn parents(
         transaction: &Transaction<'_>,
-        cache: &mut Option<(i64, HashMap<String, Option<String>>)>,
-    ) -> anyhow::Result<HashMap<String, Option<String>>> {
+        cache: &mut Option<(i64, ParentsByAccount)>,
+    ) -> anyhow::Result<ParentsByAccount> {
         let generation: i64 =
             transaction.query_row("SELECT accounts_generation FROM store_state", [], |row| {
                 row.get(0)
@@ -94,13 +94,14 @@ impl SqliteStore {
         if let Some((cached, parents)) = cache
             && *cached == generation
         {
-            return Ok(parents.clone());
+            return Ok(std::sync::Arc::clone(parents));
         }
         let mut statement = transaction.prepare("SELECT id, parent FROM accounts")?;
         let parents: HashMap<String, Option<String>> = statement
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<Result<_, _>>()?;
-        *cache = Some((generation, parents.clone()));
+        let parents = std::sync::Arc::new(parents);
+        *cache = Some((generation, std::sync::Arc::clone(&parents)));
         Ok(parents)
     }
 
@@ -281,14 +282,8 @@ impl LedgerStore for SqliteStore {
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let previous = Self::read_progress(&transaction, &batch.origin.key)?;
-        if batch.origin.kind == OriginKind::HttpRequest
-            && let Some(progress) = &previous
-            && progress.complete
-        {
-            return Ok(PostingOutcome {
-                replayed: true,
-                ..progress.outcome.clone()
-            });
+        if let Some(answer) = replayed_outcome(batch, previous.as_ref()) {
+            return Ok(answer);
         }
         let now = now_micros();
         transaction.execute(
@@ -430,16 +425,7 @@ impl LedgerStore for SqliteStore {
                 batch_id
             ],
         )?;
-        let mut total = previous
-            .as_ref()
-            .map(|progress| progress.outcome.clone())
-            .unwrap_or_default();
-        total.add(&outcome);
-        let byte_offset = previous
-            .as_ref()
-            .map_or(0, |progress| progress.byte_offset)
-            .max(batch.end_offset);
-        let complete = batch.origin_complete || previous.is_some_and(|progress| progress.complete);
+        let progress = progress_after(batch, previous.as_ref(), &outcome);
         transaction.execute(
             "INSERT INTO ingest_progress (origin, origin_label, byte_offset, complete, outcome_json,
                 updated_at_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -449,9 +435,9 @@ impl LedgerStore for SqliteStore {
             params![
                 batch.origin.key,
                 batch.origin.label,
-                byte_offset as i64,
-                complete,
-                serde_json::to_string(&total)?,
+                progress.byte_offset as i64,
+                progress.complete,
+                serde_json::to_string(&progress.outcome)?,
                 now
             ],
         )?;
