@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServeConfig {
     /// Address of the HTTP server.
@@ -111,5 +111,18 @@ impl ServeConfig {
             );
         }
         Ok(paths)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_states_the_defaults() {
+        let example: ServeConfig =
+            toml::from_str(include_str!("../../tollgate.example.toml")).unwrap();
+        assert_eq!(example, ServeConfig::default());
+        example.check().unwrap();
     }
 }
