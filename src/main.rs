@@ -75,6 +75,25 @@ enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Credit an account (a ledger entry of kind credit). The same idempotency key twice credits
+    /// once; the same key with another account or amount is refused.
+    Credit {
+        #[command(flatten)]
+        store: StoreArgs,
+        account: String,
+        /// Amount in the account's currency, e.g. 25.00.
+        amount: rust_decimal::Decimal,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        idempotency_key: String,
+    },
+    /// List an account's threshold alerts.
+    Alerts {
+        #[command(flatten)]
+        store: StoreArgs,
+        account: String,
+    },
     /// Write a deterministic synthetic deck, accounts and CDR file.
     Gen {
         #[arg(long, default_value_t = 100_000)]
@@ -252,6 +271,48 @@ fn main() -> ExitCode {
                 );
             })
         }
+        Command::Credit {
+            store,
+            account,
+            amount,
+            reason,
+            idempotency_key,
+        } => store.open().and_then(|mut opened| {
+            let units = tollgate::money::ledger_units(amount).ok_or_else(|| {
+                anyhow::anyhow!("amount {amount} has more than 8 decimals or is too large")
+            })?;
+            let credited = opened.credit(&account, units, &reason, &idempotency_key)?;
+            println!(
+                "{} {account}: {amount} (entry {}), balance {}",
+                if credited.replayed {
+                    "already credited"
+                } else {
+                    "credited"
+                },
+                credited.entry_id,
+                tollgate::money::ledger_decimal(credited.balance_after_units)
+            );
+            Ok(())
+        }),
+        Command::Alerts { store, account } => store.open().and_then(|mut opened| {
+            let alerts = opened.alerts_of(&account)?;
+            let shown: Vec<serde_json::Value> = alerts
+                .iter()
+                .map(|alert| {
+                    serde_json::json!({
+                        "alert_id": alert.id,
+                        "account": alert.account,
+                        "threshold": tollgate::money::ledger_decimal(alert.threshold_units).to_string(),
+                        "balance": tollgate::money::ledger_decimal(alert.balance_units).to_string(),
+                        "time": chrono::DateTime::from_timestamp_micros(alert.created_at_micros)
+                            .map(|time| time.to_rfc3339()),
+                        "delivery": alert.delivery_state,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+            Ok(())
+        }),
         Command::Gen {
             cdrs,
             prefixes,

@@ -1,5 +1,7 @@
-//! Credit control: accounts, their import, and the rules of posting rated calls to the ledger.
+//! Credit control: accounts, their import, the rules of posting rated calls to the ledger, and
+//! balance thresholds.
 
 pub mod account_import;
 pub mod accounts;
 pub mod posting;
+pub mod thresholds;

@@ -301,8 +301,36 @@ pub fn progress_after(
     }
 }
 
-/// Every account's parent, as read for one accounts generation.
-pub type ParentsByAccount = std::sync::Arc<HashMap<String, Option<String>>>;
+/// What posting needs of every account, read once per accounts generation: its parent (usage
+/// goes up the tree) and its thresholds in ledger units (alerts).
+#[derive(Debug, Default)]
+pub struct AccountLinks {
+    pub parents: HashMap<String, Option<String>>,
+    pub thresholds: HashMap<String, Vec<i64>>,
+}
+
+impl AccountLinks {
+    /// Adds one account from its stored row (`thresholds_json`: a list of decimal texts).
+    pub fn add(&mut self, id: String, parent: Option<String>, thresholds_json: &str) {
+        let thresholds: Vec<i64> = serde_json::from_str::<Vec<String>>(thresholds_json)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|text| text.parse().ok())
+            .filter_map(crate::money::ledger_units)
+            .collect();
+        if !thresholds.is_empty() {
+            self.thresholds.insert(id.clone(), thresholds);
+        }
+        self.parents.insert(id, parent);
+    }
+
+    pub fn thresholds_of(&self, account: &str) -> &[i64] {
+        self.thresholds.get(account).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The account links as cached by a store, shared with each batch.
+pub type SharedAccountLinks = std::sync::Arc<AccountLinks>;
 
 /// One call of the batch as JSON, for the conflicts table (someone reviews it there).
 pub fn call_as_json(batch: &PostingBatch, index: usize) -> String {

@@ -38,6 +38,27 @@ pub struct StoredReject {
     pub raw_record: String,
 }
 
+/// A credit posted (or found posted before under the same idempotency key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreditOutcome {
+    pub entry_id: i64,
+    pub balance_after_units: i64,
+    /// True when the key had been used for this very credit before: nothing was credited now.
+    pub replayed: bool,
+}
+
+/// A threshold alert as stored (the outbox row).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAlert {
+    pub id: i64,
+    pub account: String,
+    pub threshold_units: i64,
+    pub balance_units: i64,
+    pub batch_id: Option<i64>,
+    pub created_at_micros: i64,
+    pub delivery_state: String,
+}
+
 /// Totals over the whole store that must agree; checked by tests and `tollgate check`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LedgerTotals {
@@ -83,6 +104,60 @@ pub trait LedgerStore: Send {
 
     /// Sum of the usage entries of one account, in ledger units (a debit is negative).
     fn usage_units(&mut self, account: &str) -> anyhow::Result<i64>;
+
+    /// Credits `amount_units` (> 0) to one account: a `credit` ledger entry. The same key again
+    /// with the same account and amount credits nothing and returns the first entry; the same key
+    /// for anything else is refused.
+    fn credit(
+        &mut self,
+        account: &str,
+        amount_units: i64,
+        reason: &str,
+        idempotency_key: &str,
+    ) -> anyhow::Result<CreditOutcome>;
+
+    /// The threshold alerts of one account, oldest first.
+    fn alerts_of(&mut self, account: &str) -> anyhow::Result<Vec<StoredAlert>>;
+}
+
+/// The ledger entry already holding a credit's idempotency key.
+pub struct EntryWithKey {
+    pub entry_id: i64,
+    pub account: String,
+    pub kind: String,
+    pub amount_units: i64,
+    pub balance_after_units: i64,
+}
+
+/// The rules of a credit before anything is written, the same in both stores: the amount must be
+/// positive; a key already used for this very credit gives back that credit (`Some`); a key used
+/// for anything else is refused; a new key goes ahead (`None`).
+pub fn credit_already_made(
+    earlier: Option<EntryWithKey>,
+    account: &str,
+    amount_units: i64,
+    idempotency_key: &str,
+) -> anyhow::Result<Option<CreditOutcome>> {
+    if amount_units <= 0 {
+        anyhow::bail!("a credit must be more than 0");
+    }
+    match earlier {
+        None => Ok(None),
+        Some(entry)
+            if entry.account == account
+                && entry.kind == "credit"
+                && entry.amount_units == amount_units =>
+        {
+            Ok(Some(CreditOutcome {
+                entry_id: entry.entry_id,
+                balance_after_units: entry.balance_after_units,
+                replayed: true,
+            }))
+        }
+        Some(_) => anyhow::bail!(
+            "idempotency key {idempotency_key:?} was already used for a different credit: nothing was credited"
+        ),
+    }
 }
 
 /// Where the store lives: the embedded file, or a PostgreSQL URL.

@@ -1,13 +1,17 @@
 //! Versioned schema migrations of both stores. Each version is applied once, in order, in one
 //! transaction with its row in `schema_migrations`; a store newer than this binary is refused.
 //!
+//! Version 2 adds the alerts outbox: an alert row is written in the posting's transaction and
+//! delivered afterwards.
+//!
 //! Money is BIGINT ledger units (8 decimals, see `money::LEDGER_DECIMALS`) in both stores, and
 //! times are microseconds since the Unix epoch, so both stores compute the same sums exactly.
 
 /// (version, SQL) for the embedded store.
-pub const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+pub const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE store_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     accounts_generation INTEGER NOT NULL
@@ -118,12 +122,33 @@ CREATE TABLE ingest_progress (
     updated_at_micros INTEGER NOT NULL
 );
 ",
-)];
+    ),
+    (
+        2,
+        "
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL REFERENCES accounts (id),
+    threshold_units INTEGER NOT NULL,
+    balance_units INTEGER NOT NULL,
+    batch_id INTEGER,
+    created_at_micros INTEGER NOT NULL,
+    delivery_state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at_micros INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX alerts_by_account ON alerts (account, id);
+CREATE INDEX alerts_to_deliver ON alerts (delivery_state, next_attempt_at_micros);
+",
+    ),
+];
 
 /// (version, SQL) for PostgreSQL: the same tables and columns.
-pub const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+pub const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE store_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     accounts_generation BIGINT NOT NULL
@@ -234,7 +259,27 @@ CREATE TABLE ingest_progress (
     updated_at_micros BIGINT NOT NULL
 );
 ",
-)];
+    ),
+    (
+        2,
+        "
+CREATE TABLE alerts (
+    id BIGSERIAL PRIMARY KEY,
+    account TEXT NOT NULL REFERENCES accounts (id),
+    threshold_units BIGINT NOT NULL,
+    balance_units BIGINT NOT NULL,
+    batch_id BIGINT,
+    created_at_micros BIGINT NOT NULL,
+    delivery_state TEXT NOT NULL DEFAULT 'pending',
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at_micros BIGINT NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX alerts_by_account ON alerts (account, id);
+CREATE INDEX alerts_to_deliver ON alerts (delivery_state, next_attempt_at_micros);
+",
+    ),
+];
 
 /// The newest schema version this binary knows, for the "store is newer" refusal.
 pub fn latest_version(migrations: &[(i64, &str)]) -> i64 {

@@ -11,15 +11,17 @@
 //! between bounded channels, like the rest of the pipeline.
 
 use super::ledger_store::{
-    ACCOUNT_ROW_COLUMNS, AccountRow, DeckRecord, IngestProgress, LedgerStore, LedgerTotals,
-    RATED_CALL_COLUMNS, StoredAccount, StoredReject, now_micros, parents_first,
+    ACCOUNT_ROW_COLUMNS, AccountRow, CreditOutcome, DeckRecord, EntryWithKey, IngestProgress,
+    LedgerStore, LedgerTotals, RATED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredReject,
+    credit_already_made, now_micros, parents_first,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
 use crate::credit::posting::{
-    CallColumns, CallFate, ParentsByAccount, PostingBatch, PostingOutcome, call_as_json,
-    decide_fates, outcome_of, progress_after, replayed_outcome, usage_by_account,
+    AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SharedAccountLinks,
+    call_as_json, decide_fates, outcome_of, progress_after, replayed_outcome, usage_by_account,
 };
+use crate::credit::thresholds::thresholds_crossed;
 use anyhow::{Context, bail};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
@@ -31,7 +33,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x746f_6c6c_6761_7465;
 
 pub struct PostgresStore {
     client: Client,
-    parents: Option<(i64, ParentsByAccount)>,
+    links: Option<(i64, SharedAccountLinks)>,
 }
 
 impl PostgresStore {
@@ -40,7 +42,7 @@ impl PostgresStore {
             .with_context(|| format!("cannot connect to PostgreSQL at {}", redact_password(url)))?;
         let mut store = PostgresStore {
             client,
-            parents: None,
+            links: None,
         };
         store.client.batch_execute(&format!(
             "SET statement_timeout = '{}s'; SET lock_timeout = '{}s'",
@@ -114,26 +116,25 @@ impl PostgresStore {
             .transpose()
     }
 
-    fn parents(
+    fn account_links(
         client: &mut impl GenericClient,
-        cache: &mut Option<(i64, ParentsByAccount)>,
-    ) -> anyhow::Result<ParentsByAccount> {
+        cache: &mut Option<(i64, SharedAccountLinks)>,
+    ) -> anyhow::Result<SharedAccountLinks> {
         let generation: i64 = client
             .query_one("SELECT accounts_generation FROM store_state", &[])?
             .get(0);
-        if let Some((cached, parents)) = cache
+        if let Some((cached, links)) = cache
             && *cached == generation
         {
-            return Ok(std::sync::Arc::clone(parents));
+            return Ok(std::sync::Arc::clone(links));
         }
-        let parents: HashMap<String, Option<String>> = client
-            .query("SELECT id, parent FROM accounts", &[])?
-            .iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
-        let parents = std::sync::Arc::new(parents);
-        *cache = Some((generation, std::sync::Arc::clone(&parents)));
-        Ok(parents)
+        let mut links = AccountLinks::default();
+        for row in client.query("SELECT id, parent, thresholds_json FROM accounts", &[])? {
+            links.add(row.get(0), row.get(1), row.get::<_, &str>(2));
+        }
+        let links = std::sync::Arc::new(links);
+        *cache = Some((generation, std::sync::Arc::clone(&links)));
+        Ok(links)
     }
 }
 
@@ -486,8 +487,8 @@ impl LedgerStore for PostgresStore {
             )?;
         }
 
-        let parents = Self::parents(&mut transaction, &mut self.parents)?;
-        let usage = usage_by_account(batch, &fates, &parents)?;
+        let links = Self::account_links(&mut transaction, &mut self.links)?;
+        let usage = usage_by_account(batch, &fates, &links.parents)?;
         if !usage.is_empty() {
             let ids: Vec<&str> = usage.keys().map(String::as_str).collect();
             let amounts: Vec<i64> = usage.values().copied().collect();
@@ -498,16 +499,18 @@ impl LedgerStore for PostgresStore {
             if locked.len() != ids.len() {
                 bail!("a charged account is not in the store");
             }
-            transaction.execute(
+            let debited = transaction.query(
                 "WITH debited AS (
                     UPDATE accounts a SET balance_units = a.balance_units - d.amount
                     FROM UNNEST($1::text[], $2::bigint[]) AS d (id, amount)
                     WHERE a.id = d.id
-                    RETURNING a.id, d.amount, a.balance_units)
-                 INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
-                    batch_id, reference, created_at_micros)
-                 SELECT id, 'usage', -amount, balance_units, $3, $4, $5 FROM debited
-                 ORDER BY id",
+                    RETURNING a.id, d.amount, a.balance_units),
+                 entries AS (
+                    INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
+                        batch_id, reference, created_at_micros)
+                    SELECT id, 'usage', -amount, balance_units, $3, $4, $5 FROM debited
+                    ORDER BY id)
+                 SELECT id, amount, balance_units FROM debited",
                 &[
                     &ids,
                     &amounts,
@@ -516,6 +519,36 @@ impl LedgerStore for PostgresStore {
                     &now,
                 ],
             )?;
+            let mut alert_accounts = Vec::new();
+            let mut alert_thresholds = Vec::new();
+            let mut alert_balances = Vec::new();
+            for row in &debited {
+                let account: &str = row.get(0);
+                let (amount, balance_after): (i64, i64) = (row.get(1), row.get(2));
+                let thresholds = links.thresholds_of(account);
+                for threshold in
+                    thresholds_crossed(balance_after + amount, balance_after, thresholds)
+                {
+                    alert_accounts.push(account);
+                    alert_thresholds.push(threshold);
+                    alert_balances.push(balance_after);
+                }
+            }
+            if !alert_accounts.is_empty() {
+                transaction.execute(
+                    "INSERT INTO alerts (account, threshold_units, balance_units, batch_id,
+                        created_at_micros)
+                     SELECT a, t, b, $4, $5 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])
+                       AS x (a, t, b)",
+                    &[
+                        &alert_accounts,
+                        &alert_thresholds,
+                        &alert_balances,
+                        &batch_id,
+                        &now,
+                    ],
+                )?;
+            }
         }
         let outcome = outcome_of(batch, &fates, batch_id);
         transaction.execute(
@@ -615,5 +648,86 @@ impl LedgerStore for PostgresStore {
                 &[&account],
             )?
             .get(0))
+    }
+
+    fn credit(
+        &mut self,
+        account: &str,
+        amount_units: i64,
+        reason: &str,
+        idempotency_key: &str,
+    ) -> anyhow::Result<CreditOutcome> {
+        let mut transaction = self.client.transaction()?;
+        // Two credits with one key at once take turns: the second sees the first.
+        transaction.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 1))",
+            &[&idempotency_key],
+        )?;
+        let earlier = transaction
+            .query_opt(
+                "SELECT id, account, kind, amount_units, balance_after_units FROM ledger_entries
+                 WHERE idempotency_key = $1",
+                &[&idempotency_key],
+            )?
+            .map(|row| EntryWithKey {
+                entry_id: row.get(0),
+                account: row.get(1),
+                kind: row.get(2),
+                amount_units: row.get(3),
+                balance_after_units: row.get(4),
+            });
+        if let Some(made) = credit_already_made(earlier, account, amount_units, idempotency_key)? {
+            return Ok(made);
+        }
+        let balance_after_units: i64 = transaction
+            .query_opt(
+                "UPDATE accounts SET balance_units = balance_units + $1 WHERE id = $2
+                 RETURNING balance_units",
+                &[&amount_units, &account],
+            )?
+            .with_context(|| format!("no account {account:?} in the store"))?
+            .get(0);
+        let entry_id: i64 = transaction
+            .query_one(
+                "INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
+                    reference, idempotency_key, created_at_micros)
+                 VALUES ($1, 'credit', $2, $3, $4, $5, $6) RETURNING id",
+                &[
+                    &account,
+                    &amount_units,
+                    &balance_after_units,
+                    &reason,
+                    &idempotency_key,
+                    &now_micros(),
+                ],
+            )?
+            .get(0);
+        transaction.commit()?;
+        Ok(CreditOutcome {
+            entry_id,
+            balance_after_units,
+            replayed: false,
+        })
+    }
+
+    fn alerts_of(&mut self, account: &str) -> anyhow::Result<Vec<StoredAlert>> {
+        Ok(self
+            .client
+            .query(
+                "SELECT id, account, threshold_units, balance_units, batch_id, created_at_micros,
+                    delivery_state FROM alerts WHERE account = $1 ORDER BY id",
+                &[&account],
+            )?
+            .iter()
+            .map(|row| StoredAlert {
+                id: row.get(0),
+                account: row.get(1),
+                threshold_units: row.get(2),
+                balance_units: row.get(3),
+                batch_id: row.get(4),
+                created_at_micros: row.get(5),
+                delivery_state: row.get(6),
+            })
+            .collect())
     }
 }

@@ -2,15 +2,17 @@
 //! committed batch survives a power cut. One writer at a time; a second process waits its turn.
 
 use super::ledger_store::{
-    ACCOUNT_ROW_COLUMNS, AccountRow, DeckRecord, IngestProgress, LedgerStore, LedgerTotals,
-    RATED_CALL_COLUMNS, StoredAccount, StoredReject, now_micros, parents_first,
+    ACCOUNT_ROW_COLUMNS, AccountRow, CreditOutcome, DeckRecord, EntryWithKey, IngestProgress,
+    LedgerStore, LedgerTotals, RATED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredReject,
+    credit_already_made, now_micros, parents_first,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
 use crate::credit::posting::{
-    CallColumns, CallFate, ParentsByAccount, PostingBatch, PostingOutcome, call_as_json,
-    decide_fates, outcome_of, progress_after, replayed_outcome, usage_by_account,
+    AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SharedAccountLinks,
+    call_as_json, decide_fates, outcome_of, progress_after, replayed_outcome, usage_by_account,
 };
+use crate::credit::thresholds::thresholds_crossed;
 use crate::limits::{SQLITE_CACHE_KIBIBYTES, SQLITE_WAL_CHECKPOINT_PAGES};
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -23,7 +25,7 @@ const BUSY_TIMEOUT_MILLISECONDS: u64 = 30_000;
 pub struct SqliteStore {
     connection: Connection,
     /// Every account's parent, cached for the accounts generation it was read at.
-    parents: Option<(i64, ParentsByAccount)>,
+    links: Option<(i64, SharedAccountLinks)>,
 }
 
 impl SqliteStore {
@@ -43,7 +45,7 @@ impl SqliteStore {
         connection.pragma_update(None, "foreign_keys", "ON")?;
         let mut store = SqliteStore {
             connection,
-            parents: None,
+            links: None,
         };
         store.migrate()?;
         Ok(store)
@@ -83,26 +85,29 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn parents(
+    fn account_links(
         transaction: &Transaction<'_>,
-        cache: &mut Option<(i64, ParentsByAccount)>,
-    ) -> anyhow::Result<ParentsByAccount> {
+        cache: &mut Option<(i64, SharedAccountLinks)>,
+    ) -> anyhow::Result<SharedAccountLinks> {
         let generation: i64 =
             transaction.query_row("SELECT accounts_generation FROM store_state", [], |row| {
                 row.get(0)
             })?;
-        if let Some((cached, parents)) = cache
+        if let Some((cached, links)) = cache
             && *cached == generation
         {
-            return Ok(std::sync::Arc::clone(parents));
+            return Ok(std::sync::Arc::clone(links));
         }
-        let mut statement = transaction.prepare("SELECT id, parent FROM accounts")?;
-        let parents: HashMap<String, Option<String>> = statement
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        let parents = std::sync::Arc::new(parents);
-        *cache = Some((generation, std::sync::Arc::clone(&parents)));
-        Ok(parents)
+        let mut links = AccountLinks::default();
+        let mut statement =
+            transaction.prepare("SELECT id, parent, thresholds_json FROM accounts")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            links.add(row.get(0)?, row.get(1)?, &row.get::<_, String>(2)?);
+        }
+        let links = std::sync::Arc::new(links);
+        *cache = Some((generation, std::sync::Arc::clone(&links)));
+        Ok(links)
     }
 
     fn read_progress(
@@ -385,8 +390,8 @@ impl LedgerStore for SqliteStore {
                 ])?;
             }
         }
-        let parents = Self::parents(&transaction, &mut self.parents)?;
-        let usage = usage_by_account(batch, &fates, &parents)?;
+        let links = Self::account_links(&transaction, &mut self.links)?;
+        let usage = usage_by_account(batch, &fates, &links.parents)?;
         {
             let mut debit = transaction.prepare_cached(
                 "UPDATE accounts SET balance_units = balance_units - ?1 WHERE id = ?2
@@ -396,6 +401,10 @@ impl LedgerStore for SqliteStore {
                 "INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
                     batch_id, reference, created_at_micros)
                  VALUES (?1, 'usage', ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut alert = transaction.prepare_cached(
+                "INSERT INTO alerts (account, threshold_units, balance_units, batch_id,
+                    created_at_micros) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for (account, amount) in &usage {
                 let balance_after: i64 = debit
@@ -410,6 +419,12 @@ impl LedgerStore for SqliteStore {
                     format!("batch {batch_id}"),
                     now
                 ])?;
+                let thresholds = links.thresholds_of(account);
+                for threshold in
+                    thresholds_crossed(balance_after + amount, balance_after, thresholds)
+                {
+                    alert.execute(params![account, threshold, balance_after, batch_id, now])?;
+                }
             }
         }
         let outcome = outcome_of(batch, &fates, batch_id);
@@ -504,5 +519,86 @@ impl LedgerStore for SqliteStore {
             [account],
             |row| row.get(0),
         )?)
+    }
+
+    fn credit(
+        &mut self,
+        account: &str,
+        amount_units: i64,
+        reason: &str,
+        idempotency_key: &str,
+    ) -> anyhow::Result<CreditOutcome> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let earlier = transaction
+            .query_row(
+                "SELECT id, account, kind, amount_units, balance_after_units FROM ledger_entries
+                 WHERE idempotency_key = ?1",
+                [idempotency_key],
+                |row| {
+                    Ok(EntryWithKey {
+                        entry_id: row.get(0)?,
+                        account: row.get(1)?,
+                        kind: row.get(2)?,
+                        amount_units: row.get(3)?,
+                        balance_after_units: row.get(4)?,
+                    })
+                },
+            )
+            .optional()?;
+        if let Some(made) = credit_already_made(earlier, account, amount_units, idempotency_key)? {
+            return Ok(made);
+        }
+        let balance_after_units: i64 = transaction
+            .query_row(
+                "UPDATE accounts SET balance_units = balance_units + ?1 WHERE id = ?2
+                 RETURNING balance_units",
+                params![amount_units, account],
+                |row| row.get(0),
+            )
+            .optional()?
+            .with_context(|| format!("no account {account:?} in the store"))?;
+        transaction.execute(
+            "INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
+                reference, idempotency_key, created_at_micros)
+             VALUES (?1, 'credit', ?2, ?3, ?4, ?5, ?6)",
+            params![
+                account,
+                amount_units,
+                balance_after_units,
+                reason,
+                idempotency_key,
+                now_micros()
+            ],
+        )?;
+        let entry_id = transaction.last_insert_rowid();
+        transaction.commit()?;
+        Ok(CreditOutcome {
+            entry_id,
+            balance_after_units,
+            replayed: false,
+        })
+    }
+
+    fn alerts_of(&mut self, account: &str) -> anyhow::Result<Vec<StoredAlert>> {
+        let mut statement = self.connection.prepare(
+            "SELECT id, account, threshold_units, balance_units, batch_id, created_at_micros,
+                delivery_state FROM alerts WHERE account = ?1 ORDER BY id",
+        )?;
+        let alerts = statement
+            .query_map([account], |row| {
+                Ok(StoredAlert {
+                    id: row.get(0)?,
+                    account: row.get(1)?,
+                    threshold_units: row.get(2)?,
+                    balance_units: row.get(3)?,
+                    batch_id: row.get(4)?,
+                    created_at_micros: row.get(5)?,
+                    delivery_state: row.get(6)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(alerts)
     }
 }

@@ -223,3 +223,55 @@ fn start_up_problems_are_one_line_errors() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no account \"nobody\""));
 }
+
+#[test]
+fn credit_and_alerts_commands() {
+    let store = embedded_store();
+    let folder = tempfile::tempdir().unwrap();
+    let accounts = folder.path().join("accounts.csv");
+    std::fs::write(&accounts, "account,currency,thresholds\nacme,EUR,10;0\n").unwrap();
+    import_accounts_into(&store, &accounts);
+    let run = |arguments: &[&str]| {
+        let mut all: Vec<String> = arguments
+            .iter()
+            .map(|argument| argument.to_string())
+            .collect();
+        all.extend(store.cli_arguments());
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        tollgate(&all)
+    };
+    let credit = [
+        "credit",
+        "acme",
+        "25.50",
+        "--reason",
+        "card top-up",
+        "--idempotency-key",
+        "t-1",
+    ];
+    let first = run(&credit);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("credited acme: 25.50"));
+    let again = run(&credit);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already credited"));
+    let other = run(&[
+        "credit",
+        "acme",
+        "3",
+        "--reason",
+        "x",
+        "--idempotency-key",
+        "t-1",
+    ]);
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("already used for a different credit"));
+    let shown = run(&["accounts", "show", "acme"]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("\"balance\": \"25.5\""));
+    let alerts = run(&["alerts", "acme"]);
+    assert!(alerts.status.success());
+    assert_eq!(String::from_utf8_lossy(&alerts.stdout).trim(), "[]");
+}

@@ -335,3 +335,66 @@ fn the_store_agrees_with_the_reference_model_on_the_sample_day() {
         assert!(totals.balance_mismatches.is_empty(), "{label}");
     }
 }
+
+#[test]
+fn thresholds_alert_once_per_crossing_and_credits_rearm_them() {
+    for test_store in test_stores() {
+        let label = test_store.label;
+        let mut store = test_store.open();
+        let mut accounts = tree();
+        accounts[3].thresholds = ["5", "2", "0"].iter().map(|t| t.parse().unwrap()).collect();
+        store.upsert_accounts(&accounts).unwrap();
+        let context = context_for(deck_from_text(DECK, None), &accounts);
+        let credit = store
+            .credit("other", units("6.00"), "opening", "k-open")
+            .unwrap();
+        assert_eq!(credit.balance_after_units, units("6.00"), "{label}");
+        let post_calls = |store: &mut dyn LedgerStore, name: &str, calls: &[(&str, u32)]| {
+            let text: String = std::iter::once(HEADER.to_string())
+                .chain(calls.iter().map(|(id, billsec)| cdr(id, "other", *billsec)))
+                .collect();
+            post(
+                store,
+                &batch_from_csv(&context, name, OriginKind::SpoolFile, &text),
+            );
+        };
+        post_calls(store.as_mut(), "a", &[("a1", 61)]); // 6.00 -> 4.80: crosses 5
+        post_calls(store.as_mut(), "b", &[("b1", 300), ("b2", 240)]); // 4.80 -> -0.60: crosses 2 and 0 at once
+        post_calls(store.as_mut(), "c", &[("c1", 60)]); // -0.60 -> -1.20: already below every threshold
+        let credit = store.credit("other", units("10"), "top-up", "k-1").unwrap();
+        assert_eq!(
+            (credit.balance_after_units, credit.replayed),
+            (units("8.80"), false),
+            "{label}"
+        );
+        // The same key again credits nothing; the same key for another amount is refused.
+        let again = store.credit("other", units("10"), "top-up", "k-1").unwrap();
+        assert_eq!(
+            (again.entry_id, again.replayed),
+            (credit.entry_id, true),
+            "{label}"
+        );
+        let refused = store
+            .credit("other", units("11"), "top-up", "k-1")
+            .unwrap_err();
+        assert!(format!("{refused:#}").contains("already used"), "{label}");
+        post_calls(store.as_mut(), "d", &[("d1", 300), ("d2", 120)]); // 8.80 -> 4.60: 5 re-armed, crossed again
+        let crossed: Vec<i64> = store
+            .alerts_of("other")
+            .unwrap()
+            .iter()
+            .map(|alert| alert.threshold_units)
+            .collect();
+        assert_eq!(
+            crossed,
+            [units("5"), units("2"), units("0"), units("5")],
+            "{label}"
+        );
+        assert_eq!(balance(store.as_mut(), "other"), units("4.60"), "{label}");
+        assert!(
+            store.ledger_totals().unwrap().balance_mismatches.is_empty(),
+            "{label}"
+        );
+        assert!(store.alerts_of("root").unwrap().is_empty(), "{label}");
+    }
+}
