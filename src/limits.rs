@@ -101,3 +101,7 @@ pub const POSTGRES_LOCK_TIMEOUT_SECONDS: u64 = 60;
 /// Requests rated at the same time by HTTP intake; more wait for their turn, so memory stays
 /// bounded however many clients send at once.
 pub const HTTP_RATING_CONCURRENCY_MAX: usize = 4;
+
+/// How often the daemon looks for auto-recharges that have come due. A recharge runs within this
+/// long after its local time; the store keeps it to once per account and local day.
+pub const RECHARGE_CHECK_SECONDS: u64 = 30;

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tollgate::batch::pipeline::{InputFormat, RateJob, run_rate_job};
 use tollgate::credit::account_import::import_accounts;
+use tollgate::credit::recharge::run_due_recharges;
 use tollgate::daemon::config::ServeConfig;
 use tollgate::daemon::run_daemon;
 use tollgate::store::ledger_store::{LedgerStore, StoreLocation, open_store};
@@ -88,6 +89,11 @@ enum Command {
         #[arg(long)]
         idempotency_key: String,
     },
+    /// Daily auto-recharge, for running from cron instead of (or besides) the daemon.
+    Recharge {
+        #[command(subcommand)]
+        command: RechargeCommand,
+    },
     /// List an account's threshold alerts.
     Alerts {
         #[command(flatten)]
@@ -145,6 +151,19 @@ impl StoreArgs {
             &config.data_dir,
         )?)
     }
+}
+
+#[derive(Subcommand)]
+enum RechargeCommand {
+    /// Credit every account whose recharge is due now (its local time has come today) and whose
+    /// balance is below its recharge threshold; at most once per account and local day.
+    Run {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Run every account's recharge for this local date (YYYY-MM-DD), whatever the hour.
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -291,6 +310,28 @@ fn main() -> ExitCode {
                 },
                 credited.entry_id,
                 tollgate::money::ledger_decimal(credited.balance_after_units)
+            );
+            Ok(())
+        }),
+        Command::Recharge {
+            command: RechargeCommand::Run { store, date },
+        } => store.open().and_then(|mut opened| {
+            let runs = run_due_recharges(opened.as_mut(), chrono::Utc::now(), date)?;
+            let credited: Vec<_> = runs.iter().filter(|run| run.run.credited_units > 0).collect();
+            for run in &credited {
+                println!(
+                    "credited {} {} for {} (balance {})",
+                    run.account,
+                    tollgate::money::ledger_decimal(run.run.credited_units),
+                    run.local_date,
+                    tollgate::money::ledger_decimal(run.run.balance_after_units)
+                );
+            }
+            println!(
+                "auto-recharge: {} account(s) due, {} credited, {} already run for their date",
+                runs.len(),
+                credited.len(),
+                runs.iter().filter(|run| run.run.already_ran).count()
             );
             Ok(())
         }),

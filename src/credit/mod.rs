@@ -4,4 +4,5 @@
 pub mod account_import;
 pub mod accounts;
 pub mod posting;
+pub mod recharge;
 pub mod thresholds;

@@ -1,5 +1,6 @@
 //! `tollgate serve`: the streaming daemon. Spool scanner (decode → rate on rayon) and HTTP intake
-//! feed the poster through bounded channels; the poster is the one writer to the store. SIGTERM
+//! feed the poster through bounded channels; the poster is the one writer of rated calls (the
+//! auto-recharge thread posts its credits on its own connection). SIGTERM
 //! or SIGINT stops intake, drains what was taken, commits it, and exits 0.
 
 pub mod config;
@@ -104,6 +105,10 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     let poster_thread = std::thread::Builder::new()
         .name("poster".into())
         .spawn(move || poster::run_poster(poster_shared, request_receiver, spool_receiver))?;
+    let recharge_shared = Arc::clone(&shared);
+    let recharge_thread = std::thread::Builder::new()
+        .name("recharge".into())
+        .spawn(move || run_recharge_checks(&recharge_shared))?;
     let spool_shared = Arc::clone(&shared);
     let spool_thread = std::thread::Builder::new()
         .name("spool".into())
@@ -126,6 +131,9 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     spool_thread
         .join()
         .map_err(|_| anyhow!("the spool thread panicked"))?;
+    recharge_thread
+        .join()
+        .map_err(|_| anyhow!("the recharge thread panicked"))?;
     let _ = shared.poster_requests.send(PosterWork::Shutdown);
     poster_thread
         .join()
@@ -141,6 +149,30 @@ impl DaemonShared {
         match self.location {
             StoreLocation::Embedded(_) => "embedded",
             StoreLocation::Postgres(_) => "postgresql",
+        }
+    }
+}
+
+/// The daily auto-recharge, checked at start (catching up a run missed while the daemon was
+/// down) and every `RECHARGE_CHECK_SECONDS`, on a store connection of its own.
+fn run_recharge_checks(shared: &DaemonShared) {
+    let mut store: Option<Box<dyn LedgerStore>> = None;
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let result = match store.as_mut() {
+            Some(opened) => Ok(opened),
+            None => open_store(&shared.location).map(|opened| store.insert(opened)),
+        }
+        .and_then(|opened| {
+            crate::credit::recharge::run_due_recharges(opened.as_mut(), chrono::Utc::now(), None)
+        });
+        if let Err(error) = result {
+            store = None;
+            tracing::warn!("auto-recharge check failed, retried later: {error:#}");
+        }
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_secs(crate::limits::RECHARGE_CHECK_SECONDS);
+        while std::time::Instant::now() < deadline && !shared.stopping.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
 }

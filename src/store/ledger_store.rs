@@ -118,6 +118,29 @@ pub trait LedgerStore: Send {
 
     /// The threshold alerts of one account, oldest first.
     fn alerts_of(&mut self, account: &str) -> anyhow::Result<Vec<StoredAlert>>;
+
+    /// The daily auto-recharge of one account for one local date, at most once whatever runs it:
+    /// the first run of the date records itself and, when the balance is below the account's
+    /// recharge threshold, credits the recharge amount (ledger kind `auto_recharge`).
+    fn run_auto_recharge(
+        &mut self,
+        account: &str,
+        local_date: chrono::NaiveDate,
+    ) -> anyhow::Result<RechargeRun>;
+}
+
+/// What one auto-recharge run did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RechargeRun {
+    /// The date had run before (another instance, an earlier start): nothing was done now.
+    pub already_ran: bool,
+    pub credited_units: i64,
+    pub balance_after_units: i64,
+}
+
+/// The idempotency key of an account's auto-recharge entry for a local date.
+pub fn recharge_key(account: &str, local_date: chrono::NaiveDate) -> String {
+    format!("auto_recharge:{account}:{local_date}")
 }
 
 /// The ledger entry already holding a credit's idempotency key.

@@ -2,7 +2,8 @@
 //! transaction with its row in `schema_migrations`; a store newer than this binary is refused.
 //!
 //! Version 2 adds the alerts outbox: an alert row is written in the posting's transaction and
-//! delivered afterwards.
+//! delivered afterwards. Version 3 adds `recharge_runs`: one row per account and local date, the
+//! store's guarantee that the daily auto-recharge runs at most once.
 //!
 //! Money is BIGINT ledger units (8 decimals, see `money::LEDGER_DECIMALS`) in both stores, and
 //! times are microseconds since the Unix epoch, so both stores compute the same sums exactly.
@@ -142,6 +143,19 @@ CREATE INDEX alerts_by_account ON alerts (account, id);
 CREATE INDEX alerts_to_deliver ON alerts (delivery_state, next_attempt_at_micros);
 ",
     ),
+    (
+        3,
+        "
+CREATE TABLE recharge_runs (
+    account TEXT NOT NULL REFERENCES accounts (id),
+    local_date TEXT NOT NULL,
+    balance_before_units INTEGER NOT NULL,
+    credited_units INTEGER NOT NULL,
+    ran_at_micros INTEGER NOT NULL,
+    PRIMARY KEY (account, local_date)
+);
+",
+    ),
 ];
 
 /// (version, SQL) for PostgreSQL: the same tables and columns.
@@ -277,6 +291,19 @@ CREATE TABLE alerts (
 );
 CREATE INDEX alerts_by_account ON alerts (account, id);
 CREATE INDEX alerts_to_deliver ON alerts (delivery_state, next_attempt_at_micros);
+",
+    ),
+    (
+        3,
+        "
+CREATE TABLE recharge_runs (
+    account TEXT NOT NULL REFERENCES accounts (id),
+    local_date TEXT NOT NULL,
+    balance_before_units BIGINT NOT NULL,
+    credited_units BIGINT NOT NULL,
+    ran_at_micros BIGINT NOT NULL,
+    PRIMARY KEY (account, local_date)
+);
 ",
     ),
 ];

@@ -12,8 +12,8 @@
 
 use super::ledger_store::{
     ACCOUNT_ROW_COLUMNS, AccountRow, CreditOutcome, DeckRecord, EntryWithKey, IngestProgress,
-    LedgerStore, LedgerTotals, RATED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredReject,
-    credit_already_made, now_micros, parents_first,
+    LedgerStore, LedgerTotals, RATED_CALL_COLUMNS, RechargeRun, StoredAccount, StoredAlert,
+    StoredReject, credit_already_made, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -165,6 +165,43 @@ fn redact_password(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// Adds `amount` to an account's balance with a ledger entry of `kind` under an idempotency key;
+/// returns the entry's id and the balance after it.
+fn add_credit_entry(
+    transaction: &mut postgres::Transaction<'_>,
+    account: &str,
+    kind: &str,
+    amount: i64,
+    reference: &str,
+    idempotency_key: &str,
+) -> anyhow::Result<(i64, i64)> {
+    let balance_after: i64 = transaction
+        .query_opt(
+            "UPDATE accounts SET balance_units = balance_units + $1 WHERE id = $2
+             RETURNING balance_units",
+            &[&amount, &account],
+        )?
+        .with_context(|| format!("no account {account:?} in the store"))?
+        .get(0);
+    let entry_id: i64 = transaction
+        .query_one(
+            "INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
+                reference, idempotency_key, created_at_micros)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            &[
+                &account,
+                &kind,
+                &amount,
+                &balance_after,
+                &reference,
+                &idempotency_key,
+                &now_micros(),
+            ],
+        )?
+        .get(0);
+    Ok((entry_id, balance_after))
 }
 
 fn account_row(row: &postgres::Row) -> AccountRow {
@@ -679,29 +716,14 @@ impl LedgerStore for PostgresStore {
         if let Some(made) = credit_already_made(earlier, account, amount_units, idempotency_key)? {
             return Ok(made);
         }
-        let balance_after_units: i64 = transaction
-            .query_opt(
-                "UPDATE accounts SET balance_units = balance_units + $1 WHERE id = $2
-                 RETURNING balance_units",
-                &[&amount_units, &account],
-            )?
-            .with_context(|| format!("no account {account:?} in the store"))?
-            .get(0);
-        let entry_id: i64 = transaction
-            .query_one(
-                "INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
-                    reference, idempotency_key, created_at_micros)
-                 VALUES ($1, 'credit', $2, $3, $4, $5, $6) RETURNING id",
-                &[
-                    &account,
-                    &amount_units,
-                    &balance_after_units,
-                    &reason,
-                    &idempotency_key,
-                    &now_micros(),
-                ],
-            )?
-            .get(0);
+        let (entry_id, balance_after_units) = add_credit_entry(
+            &mut transaction,
+            account,
+            "credit",
+            amount_units,
+            reason,
+            idempotency_key,
+        )?;
         transaction.commit()?;
         Ok(CreditOutcome {
             entry_id,
@@ -729,5 +751,56 @@ impl LedgerStore for PostgresStore {
                 delivery_state: row.get(6),
             })
             .collect())
+    }
+
+    fn run_auto_recharge(
+        &mut self,
+        account: &str,
+        local_date: chrono::NaiveDate,
+    ) -> anyhow::Result<RechargeRun> {
+        let mut transaction = self.client.transaction()?;
+        let row = transaction
+            .query_opt(
+                "SELECT balance_units, recharge_threshold_units, recharge_amount_units
+                 FROM accounts WHERE id = $1 FOR UPDATE",
+                &[&account],
+            )?
+            .with_context(|| format!("no account {account:?} in the store"))?;
+        let balance: i64 = row.get(0);
+        let (Some(threshold), Some(amount)) =
+            (row.get::<_, Option<i64>>(1), row.get::<_, Option<i64>>(2))
+        else {
+            bail!("account {account} has no auto-recharge");
+        };
+        let now = now_micros();
+        let date_text = local_date.to_string();
+        let first_run = transaction.execute(
+            "INSERT INTO recharge_runs (account, local_date, balance_before_units, credited_units,
+                ran_at_micros) VALUES ($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING",
+            &[&account, &date_text, &balance, &now],
+        )? == 1;
+        let mut run = RechargeRun {
+            already_ran: !first_run,
+            credited_units: 0,
+            balance_after_units: balance,
+        };
+        if first_run && balance < threshold {
+            run.balance_after_units = add_credit_entry(
+                &mut transaction,
+                account,
+                "auto_recharge",
+                amount,
+                &format!("auto-recharge {local_date}"),
+                &recharge_key(account, local_date),
+            )?
+            .1;
+            run.credited_units = amount;
+            transaction.execute(
+                "UPDATE recharge_runs SET credited_units = $1 WHERE account = $2 AND local_date = $3",
+                &[&amount, &account, &date_text],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(run)
     }
 }

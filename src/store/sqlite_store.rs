@@ -3,8 +3,8 @@
 
 use super::ledger_store::{
     ACCOUNT_ROW_COLUMNS, AccountRow, CreditOutcome, DeckRecord, EntryWithKey, IngestProgress,
-    LedgerStore, LedgerTotals, RATED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredReject,
-    credit_already_made, now_micros, parents_first,
+    LedgerStore, LedgerTotals, RATED_CALL_COLUMNS, RechargeRun, StoredAccount, StoredAlert,
+    StoredReject, credit_already_made, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -130,6 +130,41 @@ impl SqliteStore {
         })
         .transpose()
     }
+}
+
+/// Adds `amount` to an account's balance with a ledger entry of `kind` under an idempotency key;
+/// returns the entry's id and the balance after it.
+fn add_credit_entry(
+    transaction: &Transaction<'_>,
+    account: &str,
+    kind: &str,
+    amount: i64,
+    reference: &str,
+    idempotency_key: &str,
+) -> anyhow::Result<(i64, i64)> {
+    let balance_after: i64 = transaction
+        .query_row(
+            "UPDATE accounts SET balance_units = balance_units + ?1 WHERE id = ?2
+             RETURNING balance_units",
+            params![amount, account],
+            |row| row.get(0),
+        )
+        .optional()?
+        .with_context(|| format!("no account {account:?} in the store"))?;
+    transaction.execute(
+        "INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units, reference,
+            idempotency_key, created_at_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            account,
+            kind,
+            amount,
+            balance_after,
+            reference,
+            idempotency_key,
+            now_micros()
+        ],
+    )?;
+    Ok((transaction.last_insert_rowid(), balance_after))
 }
 
 fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
@@ -550,29 +585,14 @@ impl LedgerStore for SqliteStore {
         if let Some(made) = credit_already_made(earlier, account, amount_units, idempotency_key)? {
             return Ok(made);
         }
-        let balance_after_units: i64 = transaction
-            .query_row(
-                "UPDATE accounts SET balance_units = balance_units + ?1 WHERE id = ?2
-                 RETURNING balance_units",
-                params![amount_units, account],
-                |row| row.get(0),
-            )
-            .optional()?
-            .with_context(|| format!("no account {account:?} in the store"))?;
-        transaction.execute(
-            "INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
-                reference, idempotency_key, created_at_micros)
-             VALUES (?1, 'credit', ?2, ?3, ?4, ?5, ?6)",
-            params![
-                account,
-                amount_units,
-                balance_after_units,
-                reason,
-                idempotency_key,
-                now_micros()
-            ],
+        let (entry_id, balance_after_units) = add_credit_entry(
+            &transaction,
+            account,
+            "credit",
+            amount_units,
+            reason,
+            idempotency_key,
         )?;
-        let entry_id = transaction.last_insert_rowid();
         transaction.commit()?;
         Ok(CreditOutcome {
             entry_id,
@@ -600,5 +620,56 @@ impl LedgerStore for SqliteStore {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(alerts)
+    }
+
+    fn run_auto_recharge(
+        &mut self,
+        account: &str,
+        local_date: chrono::NaiveDate,
+    ) -> anyhow::Result<RechargeRun> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (balance, threshold, amount): (i64, Option<i64>, Option<i64>) = transaction
+            .query_row(
+                "SELECT balance_units, recharge_threshold_units, recharge_amount_units
+                 FROM accounts WHERE id = ?1",
+                [account],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?
+            .with_context(|| format!("no account {account:?} in the store"))?;
+        let (Some(threshold), Some(amount)) = (threshold, amount) else {
+            bail!("account {account} has no auto-recharge");
+        };
+        let now = now_micros();
+        let first_run = transaction.execute(
+            "INSERT INTO recharge_runs (account, local_date, balance_before_units, credited_units,
+                ran_at_micros) VALUES (?1, ?2, ?3, 0, ?4) ON CONFLICT DO NOTHING",
+            params![account, local_date.to_string(), balance, now],
+        )? == 1;
+        let mut run = RechargeRun {
+            already_ran: !first_run,
+            credited_units: 0,
+            balance_after_units: balance,
+        };
+        if first_run && balance < threshold {
+            run.balance_after_units = add_credit_entry(
+                &transaction,
+                account,
+                "auto_recharge",
+                amount,
+                &format!("auto-recharge {local_date}"),
+                &recharge_key(account, local_date),
+            )?
+            .1;
+            run.credited_units = amount;
+            transaction.execute(
+                "UPDATE recharge_runs SET credited_units = ?1 WHERE account = ?2 AND local_date = ?3",
+                params![amount, account, local_date.to_string()],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(run)
     }
 }

@@ -274,4 +274,18 @@ fn credit_and_alerts_commands() {
     let alerts = run(&["alerts", "acme"]);
     assert!(alerts.status.success());
     assert_eq!(String::from_utf8_lossy(&alerts.stdout).trim(), "[]");
+
+    let recharging = folder.path().join("recharging.csv");
+    std::fs::write(
+        &recharging,
+        "account,currency,time_zone,recharge_threshold,recharge_amount\nlow,EUR,Europe/Paris,5,20\n",
+    )
+    .unwrap();
+    import_accounts_into(&store, &recharging);
+    let first = run(&["recharge", "run", "--date", "2026-11-21"]);
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(text.contains("credited low 20 for 2026-11-21"), "{text}");
+    let second = run(&["recharge", "run", "--date", "2026-11-21"]);
+    let text = String::from_utf8_lossy(&second.stdout);
+    assert!(text.contains("0 credited, 1 already run"), "{text}");
 }

@@ -398,3 +398,81 @@ fn thresholds_alert_once_per_crossing_and_credits_rearm_them() {
         assert!(store.alerts_of("root").unwrap().is_empty(), "{label}");
     }
 }
+
+#[test]
+fn auto_recharge_runs_once_per_account_and_local_date() {
+    for test_store in test_stores() {
+        let label = test_store.label;
+        let mut store = test_store.open();
+        let mut low = Account::new("low", None, "USD");
+        low.time_zone = "America/New_York".into();
+        low.auto_recharge = Some(tollgate::credit::accounts::AutoRecharge {
+            threshold: "5".parse().unwrap(),
+            amount: "20".parse().unwrap(),
+            local_time: tollgate::credit::accounts::default_recharge_local_time(),
+        });
+        let mut rich = low.clone();
+        rich.id = "rich".into();
+        let mut poor = low.clone();
+        poor.id = "poor".into();
+        store.upsert_accounts(&[low, rich, poor]).unwrap();
+        store
+            .credit("rich", units("100"), "opening", "rich-open")
+            .unwrap();
+        let day = |text: &str| text.parse::<chrono::NaiveDate>().unwrap();
+
+        let first = store.run_auto_recharge("low", day("2026-11-21")).unwrap();
+        assert_eq!(
+            (first.already_ran, first.credited_units),
+            (false, units("20")),
+            "{label}"
+        );
+        let again = store.run_auto_recharge("low", day("2026-11-21")).unwrap();
+        assert_eq!(
+            (again.already_ran, again.credited_units),
+            (true, 0),
+            "{label}"
+        );
+        // A restart (a new connection) finds the date done too.
+        let mut restarted = test_store.open();
+        assert!(
+            restarted
+                .run_auto_recharge("low", day("2026-11-21"))
+                .unwrap()
+                .already_ran
+        );
+        // Above the threshold: no credit, and the day is spent.
+        let rich_run = store.run_auto_recharge("rich", day("2026-11-21")).unwrap();
+        assert_eq!(
+            (rich_run.already_ran, rich_run.credited_units),
+            (false, 0),
+            "{label}"
+        );
+
+        // Four runners at once (other tollgate instances, a cron job) for an account below its
+        // threshold: one credit between them.
+        let runners: Vec<_> = (0..4)
+            .map(|_| {
+                let location = test_store.location.clone();
+                std::thread::spawn(move || {
+                    let mut store = tollgate::store::ledger_store::open_store(&location).unwrap();
+                    store.run_auto_recharge("poor", day("2026-11-22")).unwrap()
+                })
+            })
+            .collect();
+        let runs: Vec<_> = runners
+            .into_iter()
+            .map(|runner| runner.join().unwrap())
+            .collect();
+        assert_eq!(
+            runs.iter().filter(|run| !run.already_ran).count(),
+            1,
+            "{label}: {runs:?}"
+        );
+        assert_eq!(balance(store.as_mut(), "poor"), units("20"), "{label}");
+        let entries_before = store.ledger_totals().unwrap();
+        assert!(entries_before.balance_mismatches.is_empty(), "{label}");
+        assert_eq!(balance(store.as_mut(), "low"), units("20"), "{label}");
+        assert_eq!(balance(store.as_mut(), "rich"), units("100"), "{label}");
+    }
+}
