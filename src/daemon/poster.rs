@@ -46,8 +46,9 @@ struct PendingSpoolBatch {
     first_arrival: Instant,
 }
 
-/// Runs until `Shutdown` arrives (on the request channel, after intake has stopped). HTTP requests go first: a busy spool never
-/// makes a waiting request wait behind more than the batch being posted.
+/// Runs until `Shutdown` arrives (on the request channel, after intake has stopped). HTTP
+/// requests go first: a busy spool never makes a waiting request wait behind more than the batch
+/// being posted.
 pub fn run_poster(
     shared: Arc<DaemonShared>,
     requests: Receiver<PosterWork>,
