@@ -97,7 +97,7 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     });
     tracing::info!(
         listen = %shared.config.listen,
-        store = shared.location_label(),
+        store = shared.location.backend_name(),
         spool = %shared.config.spool_dir.display(),
         "tollgate serve started"
     );
@@ -142,15 +142,6 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     served.context("the HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-impl DaemonShared {
-    fn location_label(&self) -> &'static str {
-        match self.location {
-            StoreLocation::Embedded(_) => "embedded",
-            StoreLocation::Postgres(_) => "postgresql",
-        }
-    }
 }
 
 /// The daily auto-recharge, checked at start (catching up a run missed while the daemon was

@@ -171,7 +171,7 @@ fn flush(
                     "the store refused the batch from byte {} to {}: {:#}",
                     pending.start_offset, pending.end_offset, failure.error
                 );
-                if let Err(error) = fail_spool_file(shared, &file, &reason) {
+                if let Err(error) = fail_spool_file(shared, &file.path, &file.name, &reason) {
                     tracing::error!(file = %file.name, "cannot move the file to failed/: {error:#}");
                 } else {
                     file.failed.store(true, Ordering::SeqCst);

@@ -42,23 +42,6 @@ impl SpoolFile {
     pub fn mark_settled(&self) {
         let _ = self.settled_sender.try_send(());
     }
-
-    /// A file that could not even be read, described enough to move it to `failed/`.
-    fn unreadable(path: &Path, name: &str, context: Arc<RatingContext>) -> SpoolFile {
-        SpoolFile {
-            path: path.to_path_buf(),
-            name: name.to_string(),
-            origin: Origin {
-                key: String::new(),
-                label: name.to_string(),
-                kind: OriginKind::SpoolFile,
-            },
-            context,
-            abandoned: AtomicBool::new(true),
-            failed: AtomicBool::new(true),
-            settled_sender: crossbeam_channel::bounded(1).0,
-        }
-    }
 }
 
 pub fn run_spool_scanner(shared: Arc<DaemonShared>) {
@@ -177,10 +160,10 @@ fn take_spool_file(
     let origin = match origin_of(path, &name) {
         Ok(origin) => origin,
         Err(error) => {
-            let unreadable = SpoolFile::unreadable(path, &name, shared.rating.context());
             fail_spool_file(
                 shared,
-                &unreadable,
+                path,
+                &name,
                 &format!("cannot read the file: {error:#}"),
             )?;
             return Ok(true);
@@ -215,7 +198,7 @@ fn take_spool_file(
             Ok(file.failed.load(Ordering::SeqCst) || !file.abandoned.load(Ordering::SeqCst))
         }
         Err(problem) => {
-            fail_spool_file(shared, &file, &problem)?;
+            fail_spool_file(shared, &file.path, &file.name, &problem)?;
             Ok(true)
         }
     }
@@ -391,22 +374,24 @@ pub fn finish_spool_file(
     Ok(())
 }
 
-/// Moves a file that cannot be read as CDRs to `failed/`, with the reason in `NAME.reason.txt`.
+/// Moves a spool file that cannot be read as CDRs, or whose batch the store refuses, to `failed/`
+/// with the reason in `NAME.reason.txt`.
 pub fn fail_spool_file(
     shared: &DaemonShared,
-    file: &SpoolFile,
+    path: &Path,
+    name: &str,
     problem: &str,
 ) -> anyhow::Result<()> {
     let failed = shared.config.spool_dir.join("failed");
     std::fs::create_dir_all(&failed)?;
-    let target = free_path(&failed, &file.name);
+    let target = free_path(&failed, name);
     std::fs::write(with_suffix(&target, ".reason.txt"), format!("{problem}\n"))?;
-    std::fs::rename(&file.path, &target)?;
+    std::fs::rename(path, &target)?;
     shared
         .metrics
         .spool_files
         .with_label_values(&["failed"])
         .inc();
-    tracing::error!(file = %file.name, "spool file failed: {problem}");
+    tracing::error!(file = %name, "spool file failed: {problem}");
     Ok(())
 }

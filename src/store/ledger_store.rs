@@ -191,6 +191,14 @@ pub enum StoreLocation {
 }
 
 impl StoreLocation {
+    /// "embedded" or "postgresql", as `LedgerStore::backend_name` says.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            StoreLocation::Embedded(_) => "embedded",
+            StoreLocation::Postgres(_) => "postgresql",
+        }
+    }
+
     /// A `postgres://` or `postgresql://` URL is PostgreSQL; anything else is rejected, so a typo
     /// never silently creates an embedded store.
     pub fn from_settings(
@@ -337,6 +345,23 @@ pub const ACCOUNT_ROW_COLUMNS: &str = "id, name, parent, currency, time_zone, st
     credit_limit_units, outbound_deck, inbound_deck, allow_per_minute, trunks_inbound, \
     trunks_outbound, trunks_two_way, thresholds_json, recharge_threshold_units, \
     recharge_amount_units, recharge_local_time, webhook_url, webhook_secret";
+
+/// What an account import changes on an account already stored: every profile column, never the
+/// balance. Both stores' `INSERT … ON CONFLICT (id) DO UPDATE SET` use it.
+pub const ACCOUNT_UPSERT_CHANGES: &str = "name = excluded.name, parent = excluded.parent, \
+    currency = excluded.currency, time_zone = excluded.time_zone, status = excluded.status, \
+    credit_limit_units = excluded.credit_limit_units, outbound_deck = excluded.outbound_deck, \
+    inbound_deck = excluded.inbound_deck, allow_per_minute = excluded.allow_per_minute, \
+    trunks_inbound = excluded.trunks_inbound, trunks_outbound = excluded.trunks_outbound, \
+    trunks_two_way = excluded.trunks_two_way, thresholds_json = excluded.thresholds_json, \
+    recharge_threshold_units = excluded.recharge_threshold_units, \
+    recharge_amount_units = excluded.recharge_amount_units, \
+    recharge_local_time = excluded.recharge_local_time, webhook_url = excluded.webhook_url, \
+    webhook_secret = excluded.webhook_secret, updated_at_micros = excluded.updated_at_micros";
+
+/// The alert columns in the order both stores select them.
+pub const ALERT_COLUMNS: &str =
+    "id, account, threshold_units, balance_units, batch_id, created_at_micros, delivery_state";
 
 /// The rated-call columns in the order both stores insert them.
 pub const RATED_CALL_COLUMNS: &str = "source, cdr_id, account, direction, caller, callee, \

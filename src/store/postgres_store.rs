@@ -11,9 +11,10 @@
 //! between bounded channels, like the rest of the pipeline.
 
 use super::ledger_store::{
-    ACCOUNT_ROW_COLUMNS, AccountRow, CreditOutcome, DeckRecord, EntryWithKey, IngestProgress,
-    LedgerStore, LedgerTotals, RATED_CALL_COLUMNS, RechargeRun, StoredAccount, StoredAlert,
-    StoredReject, credit_already_made, now_micros, parents_first, recharge_key,
+    ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMNS, AccountRow, CreditOutcome,
+    DeckRecord, EntryWithKey, IngestProgress, LedgerStore, LedgerTotals, RATED_CALL_COLUMNS,
+    RechargeRun, StoredAccount, StoredAlert, StoredReject, credit_already_made, now_micros,
+    parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -246,18 +247,7 @@ impl LedgerStore for PostgresStore {
             "INSERT INTO accounts ({ACCOUNT_ROW_COLUMNS}, updated_at_micros)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
                      $18, $19, $20)
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, parent = excluded.parent,
-               currency = excluded.currency, time_zone = excluded.time_zone,
-               status = excluded.status, credit_limit_units = excluded.credit_limit_units,
-               outbound_deck = excluded.outbound_deck, inbound_deck = excluded.inbound_deck,
-               allow_per_minute = excluded.allow_per_minute,
-               trunks_inbound = excluded.trunks_inbound, trunks_outbound = excluded.trunks_outbound,
-               trunks_two_way = excluded.trunks_two_way, thresholds_json = excluded.thresholds_json,
-               recharge_threshold_units = excluded.recharge_threshold_units,
-               recharge_amount_units = excluded.recharge_amount_units,
-               recharge_local_time = excluded.recharge_local_time,
-               webhook_url = excluded.webhook_url, webhook_secret = excluded.webhook_secret,
-               updated_at_micros = excluded.updated_at_micros"
+             ON CONFLICT (id) DO UPDATE SET {ACCOUNT_UPSERT_CHANGES}"
         ))?;
         let now = now_micros();
         for account in parents_first(accounts) {
@@ -736,8 +726,7 @@ impl LedgerStore for PostgresStore {
         Ok(self
             .client
             .query(
-                "SELECT id, account, threshold_units, balance_units, batch_id, created_at_micros,
-                    delivery_state FROM alerts WHERE account = $1 ORDER BY id",
+                &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE account = $1 ORDER BY id"),
                 &[&account],
             )?
             .iter()
