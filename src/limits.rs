@@ -105,3 +105,24 @@ pub const HTTP_RATING_CONCURRENCY_MAX: usize = 4;
 /// How often the daemon looks for auto-recharges that have come due. A recharge runs within this
 /// long after its local time; the store keeps it to once per account and local day.
 pub const RECHARGE_CHECK_SECONDS: u64 = 30;
+
+/// Calls priced and revised per transaction by `tollgate rerate`.
+pub const RERATE_PAGE_CALLS: usize = 10_000;
+
+/// How long one webhook request may take, connect to last byte.
+pub const WEBHOOK_TIMEOUT_SECONDS: u64 = 10;
+
+/// A claimed alert is not claimed again for this long (a delivery that died is retried after it).
+pub const WEBHOOK_LEASE_SECONDS: u64 = 60;
+
+/// How often the deliverer looks for alerts due, and how many it claims at once.
+pub const WEBHOOK_POLL_MILLISECONDS: u64 = 500;
+pub const WEBHOOK_CLAIM_MAX: usize = 32;
+
+/// The longest wait between two attempts, whatever the backoff doubling reaches.
+pub const WEBHOOK_RETRY_WAIT_SECONDS_MAX: u64 = 3_600;
+
+/// Default attempts at delivering one alert (about 4 hours of doubling waits from 1 s, capped
+/// at an hour each), then it is marked failed.
+pub const WEBHOOK_ATTEMPTS_MAX: u32 = 16;
+pub const WEBHOOK_RETRY_MILLISECONDS: u64 = 1_000;

@@ -11,9 +11,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tollgate::batch::pipeline::{InputFormat, RateJob, run_rate_job};
 use tollgate::credit::account_import::import_accounts;
+use tollgate::credit::alert_events::alert_listing;
 use tollgate::credit::recharge::run_due_recharges;
+use tollgate::credit::rerate::{RerateScope, rerate_report, run_rerate};
 use tollgate::daemon::config::ServeConfig;
 use tollgate::daemon::run_daemon;
+use tollgate::ingest::deck_files::load_native_decks;
+use tollgate::ingest::timestamp::parse_time_bound_micros;
 use tollgate::store::ledger_store::{LedgerStore, StoreLocation, open_store};
 use tollgate::store::rated_output::OutputFormat;
 use tollgate::synthetic::{GenOptions, generate};
@@ -94,11 +98,37 @@ enum Command {
         #[command(subcommand)]
         command: RechargeCommand,
     },
-    /// List an account's threshold alerts.
+    /// List an account's alerts (threshold crossings, auto-recharges) and their delivery.
     Alerts {
         #[command(flatten)]
         store: StoreArgs,
         account: String,
+    },
+    /// Price a period's stored calls again with corrected decks: per call whose cost changed, a
+    /// reversal of the old charge and the new charge (ledger kind rerate). Running it again
+    /// changes nothing.
+    Rerate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Rerate this account's calls.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        account: Option<String>,
+        /// Rerate every account's calls.
+        #[arg(long)]
+        all: bool,
+        /// Calls that started at or after this date (YYYY-MM-DD) or time.
+        #[arg(long)]
+        from: String,
+        /// Calls that started before this date (YYYY-MM-DD) or time.
+        #[arg(long)]
+        to: String,
+        /// Time zone (IANA) of --from and --to dates and times without an offset.
+        #[arg(long, default_value = "UTC")]
+        time_zone: chrono_tz::Tz,
+        /// A corrected rate deck CSV, repeatable. Accounts whose deck has another name are left
+        /// alone.
+        #[arg(long = "deck", required = true)]
+        decks: Vec<PathBuf>,
     },
     /// Write a deterministic synthetic deck, accounts and CDR file.
     Gen {
@@ -229,8 +259,12 @@ fn main() -> ExitCode {
             let stored = opened
                 .account(&id)?
                 .ok_or_else(|| anyhow::anyhow!("no account {id:?} in the store"))?;
+            let mut profile = serde_json::to_value(&stored.account)?;
+            if profile["webhook_secret"].is_string() {
+                profile["webhook_secret"] = "(hidden)".into();
+            }
             let shown = serde_json::json!({
-                "account": stored.account,
+                "account": profile,
                 "balance": tollgate::money::ledger_decimal(stored.balance_units).to_string(),
                 "usage": tollgate::money::ledger_decimal(opened.usage_units(&id)?).to_string(),
             });
@@ -317,7 +351,10 @@ fn main() -> ExitCode {
             command: RechargeCommand::Run { store, date },
         } => store.open().and_then(|mut opened| {
             let runs = run_due_recharges(opened.as_mut(), chrono::Utc::now(), date)?;
-            let credited: Vec<_> = runs.iter().filter(|run| run.run.credited_units > 0).collect();
+            let credited: Vec<_> = runs
+                .iter()
+                .filter(|run| run.run.credited_units > 0)
+                .collect();
             for run in &credited {
                 println!(
                     "credited {} {} for {} (balance {})",
@@ -336,22 +373,63 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Alerts { store, account } => store.open().and_then(|mut opened| {
-            let alerts = opened.alerts_of(&account)?;
-            let shown: Vec<serde_json::Value> = alerts
+            let currency = opened
+                .account(&account)?
+                .ok_or_else(|| anyhow::anyhow!("no account {account:?} in the store"))?
+                .account
+                .currency;
+            let shown: Vec<serde_json::Value> = opened
+                .alerts_of(&account)?
                 .iter()
-                .map(|alert| {
-                    serde_json::json!({
-                        "alert_id": alert.id,
-                        "account": alert.account,
-                        "threshold": tollgate::money::ledger_decimal(alert.threshold_units).to_string(),
-                        "balance": tollgate::money::ledger_decimal(alert.balance_units).to_string(),
-                        "time": chrono::DateTime::from_timestamp_micros(alert.created_at_micros)
-                            .map(|time| time.to_rfc3339()),
-                        "delivery": alert.delivery_state,
-                    })
-                })
+                .map(|alert| alert_listing(alert, &currency))
                 .collect();
             println!("{}", serde_json::to_string_pretty(&shown)?);
+            Ok(())
+        }),
+        Command::Rerate {
+            store,
+            account,
+            all,
+            from,
+            to,
+            time_zone,
+            decks,
+        } => store.open().and_then(|mut opened| {
+            let scope = match (account, all) {
+                (Some(account), false) => RerateScope::Account(account),
+                (None, true) => RerateScope::All,
+                _ => anyhow::bail!("give --account ID or --all"),
+            };
+            let bound = |text: &str, flag: &str| {
+                parse_time_bound_micros(text, time_zone).ok_or_else(|| {
+                    anyhow::anyhow!("--{flag} {text:?} is not a date YYYY-MM-DD or a time")
+                })
+            };
+            let (from_micros, to_micros) = (bound(&from, "from")?, bound(&to, "to")?);
+            if from_micros >= to_micros {
+                anyhow::bail!("--from must be before --to");
+            }
+            let loaded = load_native_decks(&decks).map_err(|problems| anyhow::anyhow!(problems))?;
+            let quiet = !std::io::stderr().is_terminal();
+            let summary = run_rerate(
+                opened.as_mut(),
+                &loaded,
+                &scope,
+                from_micros,
+                to_micros,
+                |progress| {
+                    if !quiet {
+                        eprint!(
+                            "\rrerate: {} calls examined, {} changed",
+                            progress.calls_examined, progress.calls_changed
+                        );
+                    }
+                },
+            )?;
+            if !quiet {
+                eprintln!();
+            }
+            print!("{}", rerate_report(&summary));
             Ok(())
         }),
         Command::Gen {

@@ -484,6 +484,12 @@ fn account_from_fields(fields: &AccountFields) -> Result<Account, Vec<String>> {
     {
         problems.push(format!("column webhook_url: {url:?} is not an http(s) URL"));
     }
+    if account.webhook_url.is_some() && account.webhook_secret.is_none() {
+        problems.push(
+            "column webhook_secret: needed with webhook_url (every alert is signed with it)"
+                .to_string(),
+        );
+    }
     if problems.is_empty() {
         Ok(account)
     } else {
@@ -574,8 +580,8 @@ mod tests {
 
     #[test]
     fn csv_and_toml_give_the_same_profile() {
-        let csv = "account,parent,currency,time_zone,status,credit_limit,allow_per_minute,trunks_outbound,thresholds,recharge_threshold,recharge_amount,webhook_url\n\
-                   r,,EUR,Europe/Paris,suspended,unlimited,no,3,5;20,10,50,https://example.com/hook\n";
+        let csv = "account,parent,currency,time_zone,status,credit_limit,allow_per_minute,trunks_outbound,thresholds,recharge_threshold,recharge_amount,webhook_url,webhook_secret\n\
+                   r,,EUR,Europe/Paris,suspended,unlimited,no,3,5;20,10,50,https://example.com/hook,k3y\n";
         let toml = r#"
 [[account]]
 account = "r"
@@ -589,6 +595,7 @@ thresholds = ["5", "20"]
 recharge_threshold = "10"
 recharge_amount = "50"
 webhook_url = "https://example.com/hook"
+webhook_secret = "k3y"
 "#;
         let from_csv = parse_accounts_file("a.csv", csv.as_bytes()).unwrap();
         let from_toml = parse_accounts_file("a.toml", toml.as_bytes()).unwrap();
@@ -610,8 +617,8 @@ webhook_url = "https://example.com/hook"
             problems[0].contains("unknown column \"colour\""),
             "{problems:?}"
         );
-        let csv = "account,currency,time_zone,status,credit_limit,trunks_inbound,recharge_amount\n\
-                   x,USD,Mars/Base,frozen,-5,many,10\n";
+        let csv = "account,currency,time_zone,status,credit_limit,trunks_inbound,recharge_amount,webhook_url\n\
+                   x,USD,Mars/Base,frozen,-5,many,10,https://example.com/hook\n";
         let problems = parse_accounts_file("a.csv", csv.as_bytes()).unwrap_err();
         let all = problems.join("\n");
         for expected in [
@@ -620,6 +627,7 @@ webhook_url = "https://example.com/hook"
             "credit_limit: must not be negative",
             "column trunks_inbound",
             "needs both recharge_threshold and recharge_amount",
+            "column webhook_secret: needed with webhook_url",
         ] {
             assert!(all.contains(expected), "{expected} missing from {all}");
         }

@@ -234,18 +234,28 @@ pub fn usage_by_account(
     }
     let mut with_ancestors: BTreeMap<String, i64> = BTreeMap::new();
     for (account, amount) in by_account {
-        let mut next = Some(account.to_string());
-        let mut depth = 0;
-        while let Some(id) = next {
-            next = parents.get(&id).cloned().flatten();
+        for id in account_chain(account, parents)? {
             *with_ancestors.entry(id).or_default() += amount;
-            depth += 1;
-            if depth > parents.len() + 1 {
-                anyhow::bail!("the stored account tree has a cycle through account {account}");
-            }
         }
     }
     Ok(with_ancestors)
+}
+
+/// The account and every account above it, nearest first: who a call's money moves on.
+pub fn account_chain(
+    account: &str,
+    parents: &HashMap<String, Option<String>>,
+) -> anyhow::Result<Vec<String>> {
+    let mut chain = Vec::new();
+    let mut next = Some(account.to_string());
+    while let Some(id) = next {
+        next = parents.get(&id).cloned().flatten();
+        chain.push(id);
+        if chain.len() > parents.len() + 1 {
+            anyhow::bail!("the stored account tree has a cycle through account {account}");
+        }
+    }
+    Ok(chain)
 }
 
 /// Counts of a batch's fates, for its outcome.

@@ -31,6 +31,10 @@ pub struct ServeConfig {
     pub request_bytes_max: usize,
     pub spool_poll_milliseconds: u64,
     pub store_attempts_max: u32,
+    /// Attempts at delivering one alert to its webhook, the first included, before it is failed.
+    pub webhook_attempts_max: u32,
+    /// Wait after a failed delivery; doubled after each further failure (capped at an hour).
+    pub webhook_retry_milliseconds: u64,
 }
 
 impl Default for ServeConfig {
@@ -49,6 +53,8 @@ impl Default for ServeConfig {
             request_bytes_max: limits::REQUEST_BYTES_MAX,
             spool_poll_milliseconds: limits::SPOOL_POLL_MILLISECONDS,
             store_attempts_max: limits::STORE_ATTEMPTS_MAX,
+            webhook_attempts_max: limits::WEBHOOK_ATTEMPTS_MAX,
+            webhook_retry_milliseconds: limits::WEBHOOK_RETRY_MILLISECONDS,
         }
     }
 }
@@ -72,6 +78,9 @@ impl ServeConfig {
         }
         if self.store_attempts_max == 0 {
             bail!("store_attempts_max must be at least 1");
+        }
+        if self.webhook_attempts_max == 0 {
+            bail!("webhook_attempts_max must be at least 1");
         }
         if self.input_time_zone.parse::<chrono_tz::Tz>().is_err() {
             bail!(

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub store_retries: IntCounter,
     pub spool_files: IntCounterVec,
     pub http_requests_refused: IntCounterVec,
+    pub alerts: IntCounterVec,
+    pub webhook_deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -94,6 +96,16 @@ impl Metrics {
                 "tollgate_http_requests_refused_total",
                 "POST /v1/cdrs requests refused, by HTTP status",
                 "status",
+            ),
+            alerts: counter_vec(
+                "tollgate_alerts_total",
+                "Alerts raised (threshold crossings, auto-recharges), by kind",
+                "kind",
+            ),
+            webhook_deliveries: counter_vec(
+                "tollgate_webhook_deliveries_total",
+                "Webhook delivery attempts, by result (delivered, retry, failed, no_webhook)",
+                "result",
             ),
             registry,
         }

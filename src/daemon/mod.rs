@@ -1,6 +1,7 @@
 //! `tollgate serve`: the streaming daemon. Spool scanner (decode → rate on rayon) and HTTP intake
 //! feed the poster through bounded channels; the poster is the one writer of rated calls (the
-//! auto-recharge thread posts its credits on its own connection). SIGTERM
+//! auto-recharge thread posts its credits, and the webhook deliverer its delivery records, each on
+//! a store connection of its own). SIGTERM
 //! or SIGINT stops intake, drains what was taken, commits it, and exits 0.
 
 pub mod config;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod poster;
 pub mod rating_state;
 pub mod spool;
+pub mod webhooks;
 
 use crate::ingest::deck_files::load_native_decks;
 use crate::limits::POSTER_QUEUE_MAX;
@@ -109,6 +111,10 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     let recharge_thread = std::thread::Builder::new()
         .name("recharge".into())
         .spawn(move || run_recharge_checks(&recharge_shared))?;
+    let webhook_shared = Arc::clone(&shared);
+    let webhook_thread = std::thread::Builder::new()
+        .name("webhooks".into())
+        .spawn(move || webhooks::run_webhook_deliverer(&webhook_shared))?;
     let spool_shared = Arc::clone(&shared);
     let spool_thread = std::thread::Builder::new()
         .name("spool".into())
@@ -134,6 +140,9 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     recharge_thread
         .join()
         .map_err(|_| anyhow!("the recharge thread panicked"))?;
+    webhook_thread
+        .join()
+        .map_err(|_| anyhow!("the webhook thread panicked"))?;
     let _ = shared.poster_requests.send(PosterWork::Shutdown);
     poster_thread
         .join()
@@ -145,25 +154,40 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
 }
 
 /// The daily auto-recharge, checked at start (catching up a run missed while the daemon was
-/// down) and every `RECHARGE_CHECK_SECONDS`, on a store connection of its own.
+/// down) and every `RECHARGE_CHECK_SECONDS`.
 fn run_recharge_checks(shared: &DaemonShared) {
+    run_periodically(
+        shared,
+        "auto-recharge check",
+        std::time::Duration::from_secs(crate::limits::RECHARGE_CHECK_SECONDS),
+        |store| {
+            crate::credit::recharge::run_due_recharges(store, chrono::Utc::now(), None).map(drop)
+        },
+    );
+}
+
+/// Runs `work` at once and then every `interval` until the daemon stops, on a store connection
+/// of its own, reopened after a failure (logged; the work is tried again next time).
+pub fn run_periodically(
+    shared: &DaemonShared,
+    name: &str,
+    interval: std::time::Duration,
+    mut work: impl FnMut(&mut dyn LedgerStore) -> anyhow::Result<()>,
+) {
     let mut store: Option<Box<dyn LedgerStore>> = None;
     while !shared.stopping.load(Ordering::SeqCst) {
         let result = match store.as_mut() {
             Some(opened) => Ok(opened),
             None => open_store(&shared.location).map(|opened| store.insert(opened)),
         }
-        .and_then(|opened| {
-            crate::credit::recharge::run_due_recharges(opened.as_mut(), chrono::Utc::now(), None)
-        });
+        .and_then(|opened| work(opened.as_mut()));
         if let Err(error) = result {
             store = None;
-            tracing::warn!("auto-recharge check failed, retried later: {error:#}");
+            tracing::warn!("{name} failed, tried again later: {error:#}");
         }
-        let deadline = std::time::Instant::now()
-            + std::time::Duration::from_secs(crate::limits::RECHARGE_CHECK_SECONDS);
+        let deadline = std::time::Instant::now() + interval;
         while std::time::Instant::now() < deadline && !shared.stopping.load(Ordering::SeqCst) {
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::thread::sleep(std::time::Duration::from_millis(50).min(interval));
         }
     }
 }

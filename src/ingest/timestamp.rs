@@ -112,6 +112,30 @@ fn days_in_month(year: i32, month: u32) -> u32 {
     }
 }
 
+/// The first instant of `date` in `time_zone` (a day that starts in a DST gap starts when the
+/// clocks resume).
+pub fn local_midnight_micros(date: NaiveDate, time_zone: Tz) -> i64 {
+    let mut local = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+    for _ in 0..4 {
+        if let Some(instant) = time_zone.from_local_datetime(&local).earliest() {
+            return instant.timestamp_micros();
+        }
+        local += chrono::Duration::minutes(30);
+    }
+    time_zone
+        .from_utc_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        .timestamp_micros()
+}
+
+/// A bound of a time range as a user writes it: a date `YYYY-MM-DD` (its first instant in
+/// `time_zone`) or a time (RFC 3339, or without an offset read in `time_zone`).
+pub fn parse_time_bound_micros(text: &str, time_zone: Tz) -> Option<i64> {
+    match NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        Ok(date) => Some(local_midnight_micros(date, time_zone)),
+        Err(_) => parse_timestamp_micros(text, time_zone),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

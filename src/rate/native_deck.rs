@@ -5,8 +5,9 @@ use super::bands::{Band, BandSchedule, parse_band_window};
 use super::deck::{Deck, DeckParts, Rate, Slot};
 use super::deck_problems::{DeckError, DeckProblem};
 use crate::cdr::Direction;
+use crate::ingest::timestamp::local_midnight_micros;
 use crate::money::{Rounding, RoundingMode, RoundingScope, mantissa_at};
-use chrono::{NaiveDate, TimeZone};
+use chrono::NaiveDate;
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -527,21 +528,6 @@ fn parse_effective_date(
         format!("{text:?} is not a date YYYY-MM-DD or an RFC 3339 time"),
     );
     None
-}
-
-/// The first instant of `date` in `time_zone` (a day that starts in a DST gap starts when the
-/// clocks resume).
-pub fn local_midnight_micros(date: NaiveDate, time_zone: Tz) -> i64 {
-    let mut local = date.and_hms_opt(0, 0, 0).expect("midnight exists");
-    for _ in 0..4 {
-        if let Some(instant) = time_zone.from_local_datetime(&local).earliest() {
-            return instant.timestamp_micros();
-        }
-        local += chrono::Duration::minutes(30);
-    }
-    time_zone
-        .from_utc_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight exists"))
-        .timestamp_micros()
 }
 
 fn build_deck(

@@ -47,16 +47,192 @@ pub struct CreditOutcome {
     pub replayed: bool,
 }
 
-/// A threshold alert as stored (the outbox row).
+/// An event for the account's webhook, as stored (the outbox row): a threshold crossed by a
+/// posting, or an auto-recharge credited. Written in the transaction that caused it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredAlert {
     pub id: i64,
+    /// `threshold_crossed` or `auto_recharge`.
+    pub kind: String,
     pub account: String,
+    /// The threshold crossed, or the auto-recharge threshold the balance was below.
     pub threshold_units: i64,
+    /// The balance right after the posting or the recharge.
     pub balance_units: i64,
+    /// What an auto-recharge credited.
+    pub amount_units: Option<i64>,
+    /// The local date of an auto-recharge.
+    pub local_date: Option<String>,
     pub batch_id: Option<i64>,
     pub created_at_micros: i64,
+    /// `pending`, `delivered`, `failed` (attempts used up) or `no_webhook`.
     pub delivery_state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub delivered_at_micros: Option<i64>,
+}
+
+pub const ALERT_KIND_THRESHOLD: &str = "threshold_crossed";
+pub const ALERT_KIND_RECHARGE: &str = "auto_recharge";
+
+/// An alert claimed for delivery, with what delivering it needs from its account.
+#[derive(Clone, Debug)]
+pub struct AlertToDeliver {
+    pub alert: StoredAlert,
+    pub currency: String,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+}
+
+/// What became of one delivery attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AlertDelivery {
+    Delivered {
+        at_micros: i64,
+    },
+    RetryAt {
+        at_micros: i64,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// The account has no webhook: nothing to send.
+    NoWebhook,
+}
+
+impl AlertDelivery {
+    /// (delivery_state, next attempt, last error, delivered at) to store.
+    pub fn stored_fields(&self) -> (&'static str, Option<i64>, Option<&str>, Option<i64>) {
+        match self {
+            AlertDelivery::Delivered { at_micros } => ("delivered", None, None, Some(*at_micros)),
+            AlertDelivery::RetryAt { at_micros, error } => {
+                ("pending", Some(*at_micros), Some(error.as_str()), None)
+            }
+            AlertDelivery::Failed { error } => ("failed", None, Some(error.as_str()), None),
+            AlertDelivery::NoWebhook => ("no_webhook", None, None, None),
+        }
+    }
+}
+
+/// A rated call as stored, as rerating reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCall {
+    pub source: String,
+    pub cdr_id: String,
+    pub account: String,
+    pub direction: String,
+    pub caller: String,
+    pub callee: String,
+    pub start_time_micros: i64,
+    pub answer_time_micros: Option<i64>,
+    pub end_time_micros: Option<i64>,
+    pub billsec: i64,
+    pub disposition: String,
+    pub deck: String,
+    pub rate: Option<String>,
+    pub billable_seconds: i64,
+    pub cost_units: i64,
+    pub currency: String,
+    pub revision: i64,
+}
+
+/// The stored-call columns in the order `StoredCall` lists them.
+pub const STORED_CALL_COLUMNS: &str = "source, cdr_id, account, direction, caller, callee, \
+    start_time_micros, answer_time_micros, end_time_micros, billsec, disposition, deck, \
+    CAST(rate AS TEXT), billable_seconds, cost_units, currency, revision";
+
+/// Where a page of calls ends: the next page starts after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallCursor {
+    pub start_time_micros: i64,
+    pub source: String,
+    pub cdr_id: String,
+}
+
+impl CallCursor {
+    /// Where a page starts: after `after`, or before every call that starts at `from_micros`
+    /// (sources and ids are never empty).
+    pub fn start_of(after: Option<&CallCursor>, from_micros: i64) -> CallCursor {
+        after.cloned().unwrap_or(CallCursor {
+            start_time_micros: from_micros,
+            source: String::new(),
+            cdr_id: String::new(),
+        })
+    }
+}
+
+impl StoredCall {
+    pub fn cursor(&self) -> CallCursor {
+        CallCursor {
+            start_time_micros: self.start_time_micros,
+            source: self.source.clone(),
+            cdr_id: self.cdr_id.clone(),
+        }
+    }
+}
+
+/// A rated call priced again at a different cost: applied only if the call is still at
+/// `expected_revision` (so two rerates never both move its money).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRevision {
+    pub source: String,
+    pub cdr_id: String,
+    pub account: String,
+    pub expected_revision: i64,
+    pub old_deck: String,
+    pub new_deck: String,
+    pub old_rate: Option<String>,
+    pub new_rate: Option<rust_decimal::Decimal>,
+    pub new_rate_prefix: Option<String>,
+    pub new_destination: Option<String>,
+    pub old_billable_seconds: i64,
+    pub new_billable_seconds: i64,
+    pub old_cost_units: i64,
+    pub new_cost_units: i64,
+}
+
+/// A past revision of a call, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRevision {
+    pub revision: i64,
+    pub rerate_run: i64,
+    pub old_deck: String,
+    pub new_deck: String,
+    pub old_cost_units: i64,
+    pub new_cost_units: i64,
+}
+
+/// What applying revisions did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RevisionsApplied {
+    /// Revisions applied; the others had been revised meanwhile and were left alone.
+    pub changed: u64,
+    /// Money given back (old cost above the new) and charged more, in ledger units, both ≥ 0.
+    pub refunded_units: i64,
+    pub charged_more_units: i64,
+}
+
+impl RevisionsApplied {
+    /// Counts one call's move of old − new cost.
+    pub fn add_move(&mut self, old_minus_new_units: i64) {
+        if old_minus_new_units > 0 {
+            self.refunded_units += old_minus_new_units;
+        } else {
+            self.charged_more_units -= old_minus_new_units;
+        }
+    }
+
+    pub fn add(&mut self, other: &RevisionsApplied) {
+        self.changed += other.changed;
+        self.refunded_units += other.refunded_units;
+        self.charged_more_units += other.charged_more_units;
+    }
+
+    /// What the accounts got back overall (negative: they paid more).
+    pub fn net_units(&self) -> i64 {
+        self.refunded_units - self.charged_more_units
+    }
 }
 
 /// Totals over the whole store that must agree; checked by tests and `tollgate check`.
@@ -127,6 +303,66 @@ pub trait LedgerStore: Send {
         account: &str,
         local_date: chrono::NaiveDate,
     ) -> anyhow::Result<RechargeRun>;
+
+    /// Claims up to `limit` pending alerts due at `now_micros`, oldest first: each claim counts an
+    /// attempt and pushes the next one `lease_micros` out, so another instance does not send the
+    /// same alert meanwhile, and one that died mid-delivery is sent again after the lease.
+    fn claim_alerts_to_deliver(
+        &mut self,
+        now_micros: i64,
+        lease_micros: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<AlertToDeliver>>;
+
+    /// Records how an attempt went. An alert already delivered stays delivered.
+    fn record_alert_delivery(
+        &mut self,
+        alert_id: i64,
+        delivery: &AlertDelivery,
+    ) -> anyhow::Result<()>;
+
+    /// Starts a rerate run and returns its id (revisions name it).
+    fn begin_rerate_run(
+        &mut self,
+        scope: &str,
+        from_micros: i64,
+        to_micros: i64,
+        decks: &str,
+    ) -> anyhow::Result<i64>;
+
+    /// One page of an account's rated calls that started in `[from_micros, to_micros)`, in
+    /// (start time, source, cdr_id) order, after `after`.
+    fn rated_calls_of(
+        &mut self,
+        account: &str,
+        from_micros: i64,
+        to_micros: i64,
+        after: Option<&CallCursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<StoredCall>>;
+
+    /// Applies revisions in one transaction: each call still at its expected revision gets its
+    /// new price and a history row, and its account and every account above it a `rerate` entry
+    /// reversing the old charge and one making the new (thresholds checked on the way).
+    fn apply_call_revisions(
+        &mut self,
+        rerate_run: i64,
+        revisions: &[CallRevision],
+    ) -> anyhow::Result<RevisionsApplied>;
+
+    fn finish_rerate_run(
+        &mut self,
+        rerate_run: i64,
+        calls_examined: u64,
+        applied: &RevisionsApplied,
+    ) -> anyhow::Result<()>;
+
+    /// The revisions of one call, oldest first.
+    fn call_revisions_of(
+        &mut self,
+        source: &str,
+        cdr_id: &str,
+    ) -> anyhow::Result<Vec<StoredRevision>>;
 }
 
 /// What one auto-recharge run did.
@@ -360,8 +596,19 @@ pub const ACCOUNT_UPSERT_CHANGES: &str = "name = excluded.name, parent = exclude
     webhook_secret = excluded.webhook_secret, updated_at_micros = excluded.updated_at_micros";
 
 /// The alert columns in the order both stores select them.
-pub const ALERT_COLUMNS: &str =
-    "id, account, threshold_units, balance_units, batch_id, created_at_micros, delivery_state";
+pub const ALERT_COLUMNS: &str = "id, kind, account, threshold_units, balance_units, \
+    amount_units, local_date, batch_id, created_at_micros, delivery_state, attempts, last_error, \
+    delivered_at_micros";
+pub const ALERT_COLUMN_COUNT: usize = 13;
+
+/// `columns` (a comma-separated list) each qualified by `table`: `a.id, a.kind, …`.
+pub fn columns_of(table: &str, columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|column| format!("{table}.{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The rated-call columns in the order both stores insert them.
 pub const RATED_CALL_COLUMNS: &str = "source, cdr_id, account, direction, caller, callee, \

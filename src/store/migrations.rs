@@ -3,7 +3,10 @@
 //!
 //! Version 2 adds the alerts outbox: an alert row is written in the posting's transaction and
 //! delivered afterwards. Version 3 adds `recharge_runs`: one row per account and local date, the
-//! store's guarantee that the daily auto-recharge runs at most once.
+//! store's guarantee that the daily auto-recharge runs at most once. Version 4 turns the alerts
+//! outbox into one of events (threshold crossings and auto-recharges) with their delivery record,
+//! and adds rerating: a revision number on each rated call, the history of its revisions, the runs
+//! that made them, and the index by account and start time that rerating and the portal read by.
 //!
 //! Money is BIGINT ledger units (8 decimals, see `money::LEDGER_DECIMALS`) in both stores, and
 //! times are microseconds since the Unix epoch, so both stores compute the same sums exactly.
@@ -156,6 +159,45 @@ CREATE TABLE recharge_runs (
 );
 ",
     ),
+    (
+        4,
+        "
+ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'threshold_crossed';
+ALTER TABLE alerts ADD COLUMN amount_units INTEGER;
+ALTER TABLE alerts ADD COLUMN local_date TEXT;
+ALTER TABLE alerts ADD COLUMN delivered_at_micros INTEGER;
+ALTER TABLE rated_calls ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX rated_calls_by_account_time ON rated_calls (account, start_time_micros);
+CREATE TABLE rerate_runs (
+    id INTEGER PRIMARY KEY,
+    scope TEXT NOT NULL,
+    from_micros INTEGER NOT NULL,
+    to_micros INTEGER NOT NULL,
+    decks TEXT NOT NULL,
+    started_at_micros INTEGER NOT NULL,
+    finished_at_micros INTEGER,
+    calls_examined INTEGER NOT NULL DEFAULT 0,
+    calls_changed INTEGER NOT NULL DEFAULT 0,
+    net_units INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE call_revisions (
+    source TEXT NOT NULL,
+    cdr_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    rerate_run INTEGER NOT NULL REFERENCES rerate_runs (id),
+    old_deck TEXT NOT NULL,
+    new_deck TEXT NOT NULL,
+    old_rate TEXT,
+    new_rate TEXT,
+    old_billable_seconds INTEGER NOT NULL,
+    new_billable_seconds INTEGER NOT NULL,
+    old_cost_units INTEGER NOT NULL,
+    new_cost_units INTEGER NOT NULL,
+    revised_at_micros INTEGER NOT NULL,
+    PRIMARY KEY (source, cdr_id, revision)
+);
+",
+    ),
 ];
 
 /// (version, SQL) for PostgreSQL: the same tables and columns.
@@ -303,6 +345,45 @@ CREATE TABLE recharge_runs (
     credited_units BIGINT NOT NULL,
     ran_at_micros BIGINT NOT NULL,
     PRIMARY KEY (account, local_date)
+);
+",
+    ),
+    (
+        4,
+        "
+ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'threshold_crossed';
+ALTER TABLE alerts ADD COLUMN amount_units BIGINT;
+ALTER TABLE alerts ADD COLUMN local_date TEXT;
+ALTER TABLE alerts ADD COLUMN delivered_at_micros BIGINT;
+ALTER TABLE rated_calls ADD COLUMN revision BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX rated_calls_by_account_time ON rated_calls (account, start_time_micros);
+CREATE TABLE rerate_runs (
+    id BIGSERIAL PRIMARY KEY,
+    scope TEXT NOT NULL,
+    from_micros BIGINT NOT NULL,
+    to_micros BIGINT NOT NULL,
+    decks TEXT NOT NULL,
+    started_at_micros BIGINT NOT NULL,
+    finished_at_micros BIGINT,
+    calls_examined BIGINT NOT NULL DEFAULT 0,
+    calls_changed BIGINT NOT NULL DEFAULT 0,
+    net_units BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE call_revisions (
+    source TEXT NOT NULL,
+    cdr_id TEXT NOT NULL,
+    revision BIGINT NOT NULL,
+    rerate_run BIGINT NOT NULL REFERENCES rerate_runs (id),
+    old_deck TEXT NOT NULL,
+    new_deck TEXT NOT NULL,
+    old_rate TEXT,
+    new_rate TEXT,
+    old_billable_seconds BIGINT NOT NULL,
+    new_billable_seconds BIGINT NOT NULL,
+    old_cost_units BIGINT NOT NULL,
+    new_cost_units BIGINT NOT NULL,
+    revised_at_micros BIGINT NOT NULL,
+    PRIMARY KEY (source, cdr_id, revision)
 );
 ",
     ),

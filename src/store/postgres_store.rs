@@ -11,10 +11,12 @@
 //! between bounded channels, like the rest of the pipeline.
 
 use super::ledger_store::{
-    ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMNS, AccountRow, CreditOutcome,
-    DeckRecord, EntryWithKey, IngestProgress, LedgerStore, LedgerTotals, RATED_CALL_COLUMNS,
-    RechargeRun, StoredAccount, StoredAlert, StoredReject, credit_already_made, now_micros,
-    parents_first, recharge_key,
+    ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT, ALERT_COLUMNS,
+    ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver, CallCursor, CallRevision,
+    CreditOutcome, DeckRecord, EntryWithKey, IngestProgress, LedgerStore, LedgerTotals,
+    RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS, StoredAccount,
+    StoredAlert, StoredCall, StoredReject, StoredRevision, columns_of, credit_already_made,
+    now_micros, parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -22,6 +24,7 @@ use crate::credit::posting::{
     AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SharedAccountLinks,
     call_as_json, decide_fates, outcome_of, progress_after, replayed_outcome, usage_by_account,
 };
+use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
 use anyhow::{Context, bail};
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -563,10 +566,10 @@ impl LedgerStore for PostgresStore {
             }
             if !alert_accounts.is_empty() {
                 transaction.execute(
-                    "INSERT INTO alerts (account, threshold_units, balance_units, batch_id,
+                    "INSERT INTO alerts (kind, account, threshold_units, balance_units, batch_id,
                         created_at_micros)
-                     SELECT a, t, b, $4, $5 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])
-                       AS x (a, t, b)",
+                     SELECT 'threshold_crossed', a, t, b, $4, $5
+                     FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS x (a, t, b)",
                     &[
                         &alert_accounts,
                         &alert_thresholds,
@@ -730,15 +733,7 @@ impl LedgerStore for PostgresStore {
                 &[&account],
             )?
             .iter()
-            .map(|row| StoredAlert {
-                id: row.get(0),
-                account: row.get(1),
-                threshold_units: row.get(2),
-                balance_units: row.get(3),
-                batch_id: row.get(4),
-                created_at_micros: row.get(5),
-                delivery_state: row.get(6),
-            })
+            .map(|row| alert_from_row(row, 0))
             .collect())
     }
 
@@ -788,8 +783,357 @@ impl LedgerStore for PostgresStore {
                 "UPDATE recharge_runs SET credited_units = $1 WHERE account = $2 AND local_date = $3",
                 &[&amount, &account, &date_text],
             )?;
+            transaction.execute(
+                "INSERT INTO alerts (kind, account, threshold_units, balance_units, amount_units,
+                    local_date, created_at_micros) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &ALERT_KIND_RECHARGE,
+                    &account,
+                    &threshold,
+                    &run.balance_after_units,
+                    &amount,
+                    &date_text,
+                    &now,
+                ],
+            )?;
         }
         transaction.commit()?;
         Ok(run)
+    }
+
+    fn claim_alerts_to_deliver(
+        &mut self,
+        now_micros: i64,
+        lease_micros: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<AlertToDeliver>> {
+        // SKIP LOCKED: instances sharing the database claim different alerts.
+        let rows = self.client.query(
+            &format!(
+                "WITH due AS (
+                    SELECT id FROM alerts
+                    WHERE delivery_state = 'pending' AND next_attempt_at_micros <= $1
+                    ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 UPDATE alerts a SET attempts = a.attempts + 1, next_attempt_at_micros = $3
+                 FROM due, accounts acc
+                 WHERE a.id = due.id AND acc.id = a.account
+                 RETURNING {}, acc.currency, acc.webhook_url, acc.webhook_secret",
+                columns_of("a", ALERT_COLUMNS)
+            ),
+            &[&now_micros, &(limit as i64), &(now_micros + lease_micros)],
+        )?;
+        let mut claimed: Vec<AlertToDeliver> = rows
+            .iter()
+            .map(|row| AlertToDeliver {
+                alert: alert_from_row(row, 0),
+                currency: row.get(ALERT_COLUMN_COUNT),
+                webhook_url: row.get(ALERT_COLUMN_COUNT + 1),
+                webhook_secret: row.get(ALERT_COLUMN_COUNT + 2),
+            })
+            .collect();
+        claimed.sort_by_key(|claimed| claimed.alert.id);
+        Ok(claimed)
+    }
+
+    fn record_alert_delivery(
+        &mut self,
+        alert_id: i64,
+        delivery: &AlertDelivery,
+    ) -> anyhow::Result<()> {
+        let (state, next_attempt, error, delivered_at) = delivery.stored_fields();
+        self.client.execute(
+            "UPDATE alerts SET delivery_state = $1,
+                next_attempt_at_micros = coalesce($2, next_attempt_at_micros),
+                last_error = coalesce($3, last_error), delivered_at_micros = $4
+             WHERE id = $5 AND delivery_state = 'pending'",
+            &[&state, &next_attempt, &error, &delivered_at, &alert_id],
+        )?;
+        Ok(())
+    }
+
+    fn begin_rerate_run(
+        &mut self,
+        scope: &str,
+        from_micros: i64,
+        to_micros: i64,
+        decks: &str,
+    ) -> anyhow::Result<i64> {
+        Ok(self
+            .client
+            .query_one(
+                "INSERT INTO rerate_runs (scope, from_micros, to_micros, decks, started_at_micros)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[&scope, &from_micros, &to_micros, &decks, &now_micros()],
+            )?
+            .get(0))
+    }
+
+    fn rated_calls_of(
+        &mut self,
+        account: &str,
+        from_micros: i64,
+        to_micros: i64,
+        after: Option<&CallCursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<StoredCall>> {
+        let start = CallCursor::start_of(after, from_micros);
+        let rows = self.client.query(
+            &format!(
+                "SELECT {STORED_CALL_COLUMNS} FROM rated_calls
+                 WHERE account = $1 AND start_time_micros >= $2 AND start_time_micros < $3
+                   AND (start_time_micros, source, cdr_id) > ($2, $4, $5)
+                 ORDER BY start_time_micros, source, cdr_id LIMIT $6"
+            ),
+            &[
+                &account,
+                &start.start_time_micros,
+                &to_micros,
+                &start.source,
+                &start.cdr_id,
+                &(limit as i64),
+            ],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| StoredCall {
+                source: row.get(0),
+                cdr_id: row.get(1),
+                account: row.get(2),
+                direction: row.get(3),
+                caller: row.get(4),
+                callee: row.get(5),
+                start_time_micros: row.get(6),
+                answer_time_micros: row.get(7),
+                end_time_micros: row.get(8),
+                billsec: row.get(9),
+                disposition: row.get(10),
+                deck: row.get(11),
+                rate: row.get(12),
+                billable_seconds: row.get(13),
+                cost_units: row.get(14),
+                currency: row.get(15),
+                revision: row.get(16),
+            })
+            .collect())
+    }
+
+    fn apply_call_revisions(
+        &mut self,
+        rerate_run: i64,
+        revisions: &[CallRevision],
+    ) -> anyhow::Result<RevisionsApplied> {
+        let mut transaction = self.client.transaction()?;
+        let now = now_micros();
+        let column =
+            |pick: fn(&CallRevision) -> &str| -> Vec<&str> { revisions.iter().map(pick).collect() };
+        let numbers =
+            |pick: fn(&CallRevision) -> i64| -> Vec<i64> { revisions.iter().map(pick).collect() };
+        let sources = column(|r| &r.source);
+        let cdr_ids = column(|r| &r.cdr_id);
+        let new_decks = column(|r| &r.new_deck);
+        let prefixes: Vec<Option<&str>> = revisions
+            .iter()
+            .map(|r| r.new_rate_prefix.as_deref())
+            .collect();
+        let destinations: Vec<Option<&str>> = revisions
+            .iter()
+            .map(|r| r.new_destination.as_deref())
+            .collect();
+        let rates: Vec<Option<rust_decimal::Decimal>> =
+            revisions.iter().map(|r| r.new_rate).collect();
+        let revised: std::collections::HashSet<(String, String)> = transaction
+            .query(
+                "UPDATE rated_calls r SET deck = n.deck, rate_prefix = n.rate_prefix,
+                    destination = n.destination, rate = n.rate,
+                    billable_seconds = n.billable_seconds, cost_units = n.cost_units,
+                    revision = r.revision + 1
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                        $6::text[], $7::numeric[], $8::bigint[], $9::bigint[])
+                   AS n (source, cdr_id, expected, deck, rate_prefix, destination, rate,
+                         billable_seconds, cost_units)
+                 WHERE r.source = n.source AND r.cdr_id = n.cdr_id AND r.revision = n.expected
+                 RETURNING r.source, r.cdr_id",
+                &[
+                    &sources,
+                    &cdr_ids,
+                    &numbers(|r| r.expected_revision),
+                    &new_decks,
+                    &prefixes,
+                    &destinations,
+                    &rates,
+                    &numbers(|r| r.new_billable_seconds),
+                    &numbers(|r| r.new_cost_units),
+                ],
+            )?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let applied: Vec<&CallRevision> = revisions
+            .iter()
+            .filter(|r| revised.contains(&(r.source.clone(), r.cdr_id.clone())))
+            .collect();
+        let pick = |text: fn(&CallRevision) -> &str| -> Vec<&str> {
+            applied.iter().map(|r| text(r)).collect()
+        };
+        let pick_number = |number: fn(&CallRevision) -> i64| -> Vec<i64> {
+            applied.iter().map(|r| number(r)).collect()
+        };
+        transaction.execute(
+            "INSERT INTO call_revisions (source, cdr_id, revision, rerate_run, old_deck, new_deck,
+                old_rate, new_rate, old_billable_seconds, new_billable_seconds, old_cost_units,
+                new_cost_units, revised_at_micros)
+             SELECT s, c, e + 1, $10, od, nd, orate, nrate::text, ob, nb, oc, nc, $11
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                    $6::text[], $7::numeric[], $8::bigint[], $9::bigint[], $12::bigint[],
+                    $13::bigint[])
+               AS x (s, c, e, od, nd, orate, nrate, ob, nb, oc, nc)",
+            &[
+                &pick(|r| &r.source),
+                &pick(|r| &r.cdr_id),
+                &pick_number(|r| r.expected_revision),
+                &pick(|r| &r.old_deck),
+                &pick(|r| &r.new_deck),
+                &applied
+                    .iter()
+                    .map(|r| r.old_rate.as_deref())
+                    .collect::<Vec<_>>(),
+                &applied.iter().map(|r| r.new_rate).collect::<Vec<_>>(),
+                &pick_number(|r| r.old_billable_seconds),
+                &pick_number(|r| r.new_billable_seconds),
+                &rerate_run,
+                &now,
+                &pick_number(|r| r.old_cost_units),
+                &pick_number(|r| r.new_cost_units),
+            ],
+        )?;
+        let links = Self::account_links(&mut transaction, &mut self.links)?;
+        let moved: Vec<String> = accounts_moved(&applied, &links)?.into_iter().collect();
+        let balances_before: HashMap<String, i64> = transaction
+            .query(
+                "SELECT id, balance_units FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &[&moved],
+            )?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let plan = plan_rerate_ledger(rerate_run, &applied, &links, &balances_before)?;
+        transaction.execute(
+            "INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
+                reference, created_at_micros)
+             SELECT a, 'rerate', m, b, r, $5
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[]) WITH ORDINALITY
+               AS x (a, m, b, r, n) ORDER BY n",
+            &[
+                &plan
+                    .entries
+                    .iter()
+                    .map(|e| e.account.as_str())
+                    .collect::<Vec<_>>(),
+                &plan
+                    .entries
+                    .iter()
+                    .map(|e| e.amount_units)
+                    .collect::<Vec<_>>(),
+                &plan
+                    .entries
+                    .iter()
+                    .map(|e| e.balance_after_units)
+                    .collect::<Vec<_>>(),
+                &plan
+                    .entries
+                    .iter()
+                    .map(|e| e.reference.as_str())
+                    .collect::<Vec<_>>(),
+                &now,
+            ],
+        )?;
+        transaction.execute(
+            "UPDATE accounts a SET balance_units = x.b
+             FROM UNNEST($1::text[], $2::bigint[]) AS x (id, b) WHERE a.id = x.id",
+            &[
+                &plan
+                    .balances_after
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+                &plan.balances_after.values().copied().collect::<Vec<_>>(),
+            ],
+        )?;
+        transaction.execute(
+            "INSERT INTO alerts (kind, account, threshold_units, balance_units, created_at_micros)
+             SELECT 'threshold_crossed', a, t, b, $4
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS x (a, t, b)",
+            &[
+                &plan.alerts.iter().map(|a| a.0.as_str()).collect::<Vec<_>>(),
+                &plan.alerts.iter().map(|a| a.1).collect::<Vec<_>>(),
+                &plan.alerts.iter().map(|a| a.2).collect::<Vec<_>>(),
+                &now,
+            ],
+        )?;
+        transaction.commit()?;
+        Ok(applied_totals(&applied))
+    }
+
+    fn finish_rerate_run(
+        &mut self,
+        rerate_run: i64,
+        calls_examined: u64,
+        applied: &RevisionsApplied,
+    ) -> anyhow::Result<()> {
+        self.client.execute(
+            "UPDATE rerate_runs SET finished_at_micros = $1, calls_examined = $2,
+                calls_changed = $3, net_units = $4 WHERE id = $5",
+            &[
+                &now_micros(),
+                &(calls_examined as i64),
+                &(applied.changed as i64),
+                &applied.net_units(),
+                &rerate_run,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn call_revisions_of(
+        &mut self,
+        source: &str,
+        cdr_id: &str,
+    ) -> anyhow::Result<Vec<StoredRevision>> {
+        Ok(self
+            .client
+            .query(
+                "SELECT revision, rerate_run, old_deck, new_deck, old_cost_units, new_cost_units
+                 FROM call_revisions WHERE source = $1 AND cdr_id = $2 ORDER BY revision",
+                &[&source, &cdr_id],
+            )?
+            .iter()
+            .map(|row| StoredRevision {
+                revision: row.get(0),
+                rerate_run: row.get(1),
+                old_deck: row.get(2),
+                new_deck: row.get(3),
+                old_cost_units: row.get(4),
+                new_cost_units: row.get(5),
+            })
+            .collect())
+    }
+}
+
+/// An alert from `ALERT_COLUMNS` starting at column `first`.
+fn alert_from_row(row: &postgres::Row, first: usize) -> StoredAlert {
+    StoredAlert {
+        id: row.get(first),
+        kind: row.get(first + 1),
+        account: row.get(first + 2),
+        threshold_units: row.get(first + 3),
+        balance_units: row.get(first + 4),
+        amount_units: row.get(first + 5),
+        local_date: row.get(first + 6),
+        batch_id: row.get(first + 7),
+        created_at_micros: row.get(first + 8),
+        delivery_state: row.get(first + 9),
+        attempts: row.get(first + 10),
+        last_error: row.get(first + 11),
+        delivered_at_micros: row.get(first + 12),
     }
 }

@@ -2,10 +2,12 @@
 //! committed batch survives a power cut. One writer at a time; a second process waits its turn.
 
 use super::ledger_store::{
-    ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMNS, AccountRow, CreditOutcome,
-    DeckRecord, EntryWithKey, IngestProgress, LedgerStore, LedgerTotals, RATED_CALL_COLUMNS,
-    RechargeRun, StoredAccount, StoredAlert, StoredReject, credit_already_made, now_micros,
-    parents_first, recharge_key,
+    ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT, ALERT_COLUMNS,
+    ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver, CallCursor, CallRevision,
+    CreditOutcome, DeckRecord, EntryWithKey, IngestProgress, LedgerStore, LedgerTotals,
+    RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS, StoredAccount,
+    StoredAlert, StoredCall, StoredReject, StoredRevision, columns_of, credit_already_made,
+    now_micros, parents_first, recharge_key,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -13,6 +15,7 @@ use crate::credit::posting::{
     AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SharedAccountLinks,
     call_as_json, decide_fates, outcome_of, progress_after, replayed_outcome, usage_by_account,
 };
+use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
 use crate::limits::{SQLITE_CACHE_KIBIBYTES, SQLITE_WAL_CHECKPOINT_PAGES};
 use anyhow::{Context, bail};
@@ -426,8 +429,8 @@ impl LedgerStore for SqliteStore {
                  VALUES (?1, 'usage', ?2, ?3, ?4, ?5, ?6)",
             )?;
             let mut alert = transaction.prepare_cached(
-                "INSERT INTO alerts (account, threshold_units, balance_units, batch_id,
-                    created_at_micros) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO alerts (kind, account, threshold_units, balance_units, batch_id,
+                    created_at_micros) VALUES ('threshold_crossed', ?1, ?2, ?3, ?4, ?5)",
             )?;
             for (account, amount) in &usage {
                 let balance_after: i64 = debit
@@ -594,17 +597,7 @@ impl LedgerStore for SqliteStore {
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE account = ?1 ORDER BY id"
         ))?;
         let alerts = statement
-            .query_map([account], |row| {
-                Ok(StoredAlert {
-                    id: row.get(0)?,
-                    account: row.get(1)?,
-                    threshold_units: row.get(2)?,
-                    balance_units: row.get(3)?,
-                    batch_id: row.get(4)?,
-                    created_at_micros: row.get(5)?,
-                    delivery_state: row.get(6)?,
-                })
-            })?
+            .query_map([account], |row| alert_from_row(row, 0))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(alerts)
     }
@@ -655,8 +648,306 @@ impl LedgerStore for SqliteStore {
                 "UPDATE recharge_runs SET credited_units = ?1 WHERE account = ?2 AND local_date = ?3",
                 params![amount, account, local_date.to_string()],
             )?;
+            transaction.execute(
+                "INSERT INTO alerts (kind, account, threshold_units, balance_units, amount_units,
+                    local_date, created_at_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    ALERT_KIND_RECHARGE,
+                    account,
+                    threshold,
+                    run.balance_after_units,
+                    amount,
+                    local_date.to_string(),
+                    now
+                ],
+            )?;
         }
         transaction.commit()?;
         Ok(run)
     }
+
+    fn claim_alerts_to_deliver(
+        &mut self,
+        now_micros: i64,
+        lease_micros: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<AlertToDeliver>> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut claimed = {
+            let mut statement = transaction.prepare_cached(&format!(
+                "SELECT {}, acc.currency, acc.webhook_url, acc.webhook_secret
+                 FROM alerts a JOIN accounts acc ON acc.id = a.account
+                 WHERE a.delivery_state = 'pending' AND a.next_attempt_at_micros <= ?1
+                 ORDER BY a.id LIMIT ?2",
+                columns_of("a", ALERT_COLUMNS)
+            ))?;
+            statement
+                .query_map(params![now_micros, limit as i64], |row| {
+                    Ok(AlertToDeliver {
+                        alert: alert_from_row(row, 0)?,
+                        currency: row.get(ALERT_COLUMN_COUNT)?,
+                        webhook_url: row.get(ALERT_COLUMN_COUNT + 1)?,
+                        webhook_secret: row.get(ALERT_COLUMN_COUNT + 2)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        {
+            let mut claim = transaction.prepare_cached(
+                "UPDATE alerts SET attempts = attempts + 1, next_attempt_at_micros = ?1
+                 WHERE id = ?2",
+            )?;
+            for alert in &mut claimed {
+                claim.execute(params![now_micros + lease_micros, alert.alert.id])?;
+                alert.alert.attempts += 1;
+            }
+        }
+        transaction.commit()?;
+        Ok(claimed)
+    }
+
+    fn record_alert_delivery(
+        &mut self,
+        alert_id: i64,
+        delivery: &AlertDelivery,
+    ) -> anyhow::Result<()> {
+        let (state, next_attempt, error, delivered_at) = delivery.stored_fields();
+        self.connection.execute(
+            "UPDATE alerts SET delivery_state = ?1,
+                next_attempt_at_micros = coalesce(?2, next_attempt_at_micros),
+                last_error = coalesce(?3, last_error), delivered_at_micros = ?4
+             WHERE id = ?5 AND delivery_state = 'pending'",
+            params![state, next_attempt, error, delivered_at, alert_id],
+        )?;
+        Ok(())
+    }
+
+    fn begin_rerate_run(
+        &mut self,
+        scope: &str,
+        from_micros: i64,
+        to_micros: i64,
+        decks: &str,
+    ) -> anyhow::Result<i64> {
+        Ok(self.connection.query_row(
+            "INSERT INTO rerate_runs (scope, from_micros, to_micros, decks, started_at_micros)
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            params![scope, from_micros, to_micros, decks, now_micros()],
+            |row| row.get(0),
+        )?)
+    }
+
+    fn rated_calls_of(
+        &mut self,
+        account: &str,
+        from_micros: i64,
+        to_micros: i64,
+        after: Option<&CallCursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<StoredCall>> {
+        let start = CallCursor::start_of(after, from_micros);
+        let mut statement = self.connection.prepare_cached(&format!(
+            "SELECT {STORED_CALL_COLUMNS} FROM rated_calls
+             WHERE account = ?1 AND start_time_micros >= ?2 AND start_time_micros < ?3
+               AND (start_time_micros, source, cdr_id) > (?2, ?4, ?5)
+             ORDER BY start_time_micros, source, cdr_id LIMIT ?6"
+        ))?;
+        let calls = statement
+            .query_map(
+                params![
+                    account,
+                    start.start_time_micros,
+                    to_micros,
+                    start.source,
+                    start.cdr_id,
+                    limit as i64
+                ],
+                |row| {
+                    Ok(StoredCall {
+                        source: row.get(0)?,
+                        cdr_id: row.get(1)?,
+                        account: row.get(2)?,
+                        direction: row.get(3)?,
+                        caller: row.get(4)?,
+                        callee: row.get(5)?,
+                        start_time_micros: row.get(6)?,
+                        answer_time_micros: row.get(7)?,
+                        end_time_micros: row.get(8)?,
+                        billsec: row.get(9)?,
+                        disposition: row.get(10)?,
+                        deck: row.get(11)?,
+                        rate: row.get(12)?,
+                        billable_seconds: row.get(13)?,
+                        cost_units: row.get(14)?,
+                        currency: row.get(15)?,
+                        revision: row.get(16)?,
+                    })
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(calls)
+    }
+
+    fn apply_call_revisions(
+        &mut self,
+        rerate_run: i64,
+        revisions: &[CallRevision],
+    ) -> anyhow::Result<RevisionsApplied> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_micros();
+        let mut applied = Vec::with_capacity(revisions.len());
+        {
+            let mut revise = transaction.prepare_cached(
+                "UPDATE rated_calls SET deck = ?1, rate_prefix = ?2, destination = ?3, rate = ?4,
+                    billable_seconds = ?5, cost_units = ?6, revision = revision + 1
+                 WHERE source = ?7 AND cdr_id = ?8 AND revision = ?9",
+            )?;
+            let mut history = transaction.prepare_cached(
+                "INSERT INTO call_revisions (source, cdr_id, revision, rerate_run, old_deck,
+                    new_deck, old_rate, new_rate, old_billable_seconds, new_billable_seconds,
+                    old_cost_units, new_cost_units, revised_at_micros)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?;
+            for revision in revisions {
+                let new_rate = revision.new_rate.map(|rate| rate.to_string());
+                let changed = revise.execute(params![
+                    revision.new_deck,
+                    revision.new_rate_prefix,
+                    revision.new_destination,
+                    new_rate,
+                    revision.new_billable_seconds,
+                    revision.new_cost_units,
+                    revision.source,
+                    revision.cdr_id,
+                    revision.expected_revision,
+                ])?;
+                if changed == 0 {
+                    continue;
+                }
+                history.execute(params![
+                    revision.source,
+                    revision.cdr_id,
+                    revision.expected_revision + 1,
+                    rerate_run,
+                    revision.old_deck,
+                    revision.new_deck,
+                    revision.old_rate,
+                    new_rate,
+                    revision.old_billable_seconds,
+                    revision.new_billable_seconds,
+                    revision.old_cost_units,
+                    revision.new_cost_units,
+                    now,
+                ])?;
+                applied.push(revision);
+            }
+        }
+        let links = Self::account_links(&transaction, &mut self.links)?;
+        let mut balances_before = HashMap::new();
+        for account in accounts_moved(&applied, &links)? {
+            let balance: i64 = transaction.query_row(
+                "SELECT balance_units FROM accounts WHERE id = ?1",
+                [&account],
+                |row| row.get(0),
+            )?;
+            balances_before.insert(account, balance);
+        }
+        let plan = plan_rerate_ledger(rerate_run, &applied, &links, &balances_before)?;
+        {
+            let mut entry = transaction.prepare_cached(
+                "INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
+                    reference, created_at_micros) VALUES (?1, 'rerate', ?2, ?3, ?4, ?5)",
+            )?;
+            for planned in &plan.entries {
+                entry.execute(params![
+                    planned.account,
+                    planned.amount_units,
+                    planned.balance_after_units,
+                    planned.reference,
+                    now
+                ])?;
+            }
+            let mut balance = transaction
+                .prepare_cached("UPDATE accounts SET balance_units = ?1 WHERE id = ?2")?;
+            for (account, after) in &plan.balances_after {
+                balance.execute(params![after, account])?;
+            }
+            let mut alert = transaction.prepare_cached(
+                "INSERT INTO alerts (kind, account, threshold_units, balance_units,
+                    created_at_micros) VALUES ('threshold_crossed', ?1, ?2, ?3, ?4)",
+            )?;
+            for (account, threshold, balance_after) in &plan.alerts {
+                alert.execute(params![account, threshold, balance_after, now])?;
+            }
+        }
+        transaction.commit()?;
+        Ok(applied_totals(&applied))
+    }
+
+    fn finish_rerate_run(
+        &mut self,
+        rerate_run: i64,
+        calls_examined: u64,
+        applied: &RevisionsApplied,
+    ) -> anyhow::Result<()> {
+        self.connection.execute(
+            "UPDATE rerate_runs SET finished_at_micros = ?1, calls_examined = ?2,
+                calls_changed = ?3, net_units = ?4 WHERE id = ?5",
+            params![
+                now_micros(),
+                calls_examined as i64,
+                applied.changed as i64,
+                applied.net_units(),
+                rerate_run
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn call_revisions_of(
+        &mut self,
+        source: &str,
+        cdr_id: &str,
+    ) -> anyhow::Result<Vec<StoredRevision>> {
+        let mut statement = self.connection.prepare(
+            "SELECT revision, rerate_run, old_deck, new_deck, old_cost_units, new_cost_units
+             FROM call_revisions WHERE source = ?1 AND cdr_id = ?2 ORDER BY revision",
+        )?;
+        let revisions = statement
+            .query_map([source, cdr_id], |row| {
+                Ok(StoredRevision {
+                    revision: row.get(0)?,
+                    rerate_run: row.get(1)?,
+                    old_deck: row.get(2)?,
+                    new_deck: row.get(3)?,
+                    old_cost_units: row.get(4)?,
+                    new_cost_units: row.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(revisions)
+    }
+}
+
+/// An alert from `ALERT_COLUMNS` starting at column `first`.
+fn alert_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<StoredAlert> {
+    Ok(StoredAlert {
+        id: row.get(first)?,
+        kind: row.get(first + 1)?,
+        account: row.get(first + 2)?,
+        threshold_units: row.get(first + 3)?,
+        balance_units: row.get(first + 4)?,
+        amount_units: row.get(first + 5)?,
+        local_date: row.get(first + 6)?,
+        batch_id: row.get(first + 7)?,
+        created_at_micros: row.get(first + 8)?,
+        delivery_state: row.get(first + 9)?,
+        attempts: row.get(first + 10)?,
+        last_error: row.get(first + 11)?,
+        delivered_at_micros: row.get(first + 12)?,
+    })
 }

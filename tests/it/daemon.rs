@@ -5,7 +5,8 @@ use crate::daemon_support::{
     drop_into_spool, import_accounts_into, start_sample_daemon, wait_until_done,
 };
 use crate::store_support::{TestStore, embedded_store, test_stores};
-use crate::support::{repo_path, tollgate};
+use crate::support::{repo_path, tollgate, tollgate_succeeds};
+use crate::webhook_receiver::WebhookReceiver;
 use std::time::Duration;
 
 fn import_sample_accounts(store: &TestStore) {
@@ -288,4 +289,69 @@ fn credit_and_alerts_commands() {
     let second = run(&["recharge", "run", "--date", "2026-11-21"]);
     let text = String::from_utf8_lossy(&second.stdout);
     assert!(text.contains("0 credited, 1 already run"), "{text}");
+}
+
+#[test]
+fn the_daemon_delivers_threshold_alerts_to_the_webhook() {
+    let store = embedded_store();
+    import_sample_accounts(&store);
+    let receiver = WebhookReceiver::start(&[500, 200]);
+    let folder = tempfile::tempdir().unwrap();
+    let watched = folder.path().join("watched.csv");
+    std::fs::write(
+        &watched,
+        format!(
+            "account,parent,currency,outbound_deck,inbound_deck,thresholds,webhook_url,webhook_secret\n\
+             acct-1000,,USD,az-international,us-npanxx,0,{},s3cret\n",
+            receiver.url
+        ),
+    )
+    .unwrap();
+    import_accounts_into(&store, &watched);
+    let daemon = start_sample_daemon(&store, folder.path(), "webhook_retry_milliseconds = 100\n");
+    let small = std::fs::read(repo_path("fixtures/cdrs/small.csv")).unwrap();
+    let (status, body) =
+        daemon.request("POST", "/v1/cdrs", &[("Content-Type", "text/csv")], &small);
+    assert_eq!(status, 200, "{body}");
+
+    // acct-1000 is the parent of the accounts called for: its balance goes below 0, one alert,
+    // refused once by the receiver, then delivered with the same id.
+    let hooks = receiver.wait_for(2, 30);
+    assert_eq!(hooks[0].body, hooks[1].body);
+    let event = hooks[1].json();
+    assert_eq!(event["type"], "threshold_crossed");
+    assert_eq!(event["account"], "acct-1000");
+    assert_eq!(event["threshold"], "0");
+    assert!(
+        event["balance"].as_str().unwrap().starts_with('-'),
+        "{event}"
+    );
+    let metrics = daemon.request("GET", "/metrics", &[], b"").1;
+    for line in [
+        "tollgate_alerts_total{kind=\"threshold_crossed\"} 1",
+        "tollgate_webhook_deliveries_total{result=\"retry\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !daemon
+        .request("GET", "/metrics", &[], b"")
+        .1
+        .contains("tollgate_webhook_deliveries_total{result=\"delivered\"} 1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recorded as delivered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(daemon.stop().success());
+    let mut arguments = vec!["alerts".to_string(), "acct-1000".to_string()];
+    arguments.extend(store.cli_arguments());
+    let listed: serde_json::Value =
+        serde_json::from_slice(&tollgate_succeeds(&arguments).stdout).unwrap();
+    assert_eq!(listed[0]["id"], event["id"]);
+    assert_eq!(listed[0]["delivery"]["state"], "delivered");
+    assert_eq!(listed[0]["delivery"]["attempts"], 2);
+    assert_eq!(receiver.received().len(), 2, "nothing sent after delivery");
 }

@@ -1,5 +1,8 @@
 //! Integration tests, compiled as one binary.
 
+/// Alerts delivered to real webhook receivers: signed, once each, retries bounded.
+mod alert_delivery;
+
 /// kill -9 at random points, and two daemons on one PostgreSQL: every CDR charged once.
 mod crash_recovery;
 /// `tollgate serve` end to end: spool, HTTP intake, bad input, metrics, stop.
@@ -14,6 +17,8 @@ mod pricing;
 mod rate_command;
 /// Property tests of the rating invariants.
 mod rating_properties;
+/// Rerating: only the difference moves, twice is once, history kept.
+mod rerate;
 /// The store contract, against the embedded store and PostgreSQL.
 mod store_contract;
 /// PostgreSQL unreachable while the daemon runs: 503s, retries, nothing lost.
@@ -22,3 +27,5 @@ mod store_outage;
 mod store_support;
 /// Shared helpers.
 mod support;
+/// A real HTTP server on 127.0.0.1 playing a webhook endpoint.
+mod webhook_receiver;

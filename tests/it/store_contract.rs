@@ -476,3 +476,79 @@ fn auto_recharge_runs_once_per_account_and_local_date() {
         assert_eq!(balance(store.as_mut(), "rich"), units("100"), "{label}");
     }
 }
+
+#[test]
+fn auto_recharge_follows_the_local_clock_on_dst_days_and_catches_up_once() {
+    use tollgate::credit::accounts::AutoRecharge;
+    use tollgate::credit::recharge::run_due_recharges;
+    let at = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let time = |text: &str| chrono::NaiveTime::parse_from_str(text, "%H:%M").unwrap();
+    for test_store in test_stores() {
+        let label = test_store.label;
+        let mut store = test_store.open();
+        let recharging = |id: &str, zone: &str, local_time: &str| {
+            let mut account = Account::new(id, None, "USD");
+            account.time_zone = zone.into();
+            account.auto_recharge = Some(AutoRecharge {
+                threshold: "5".parse().unwrap(),
+                amount: "10".parse().unwrap(),
+                local_time: time(local_time),
+            });
+            account
+        };
+        // 02:30 does not exist in New York on 2026-03-08 (01:59 EST, then 03:00 EDT); 01:30
+        // happens twice on 2026-11-01.
+        store
+            .upsert_accounts(&[recharging("spring", "America/New_York", "02:30")])
+            .unwrap();
+        // (now, credited accounts)
+        let spring = [
+            ("2026-03-08T06:59:00Z", 0), // 01:59 EST: not yet
+            ("2026-03-08T07:00:00Z", 1), // 03:00 EDT: the gap has passed, due
+            ("2026-03-08T07:30:00Z", 0), // later the same day: done already
+            ("2026-03-09T03:00:00Z", 0), // 23:00 on the 8th, local: still the same day
+        ];
+        for (now, credited) in spring {
+            let runs = run_due_recharges(store.as_mut(), at(now), None).unwrap();
+            let count = runs.iter().filter(|run| run.run.credited_units > 0).count();
+            assert_eq!(count, credited, "{label} at {now}: {runs:?}");
+        }
+        store
+            .upsert_accounts(&[recharging("autumn", "America/New_York", "01:30")])
+            .unwrap();
+        let first = run_due_recharges(store.as_mut(), at("2026-11-01T05:30:00Z"), None).unwrap();
+        let repeated = run_due_recharges(store.as_mut(), at("2026-11-01T06:30:00Z"), None).unwrap();
+        let credited = |runs: &[tollgate::credit::recharge::AccountRecharge], id: &str| {
+            runs.iter()
+                .filter(|run| run.account == id && run.run.credited_units > 0)
+                .count()
+        };
+        assert_eq!(credited(&first, "autumn"), 1, "{label}: first 01:30 (EDT)");
+        assert_eq!(
+            credited(&repeated, "autumn"),
+            0,
+            "{label}: second 01:30 (EST)"
+        );
+
+        // Down at 00:05 Tokyo time, started at 09:00 there: today's run happens once, at start.
+        store
+            .upsert_accounts(&[recharging("tokyo", "Asia/Tokyo", "00:05")])
+            .unwrap();
+        let started = run_due_recharges(store.as_mut(), at("2026-11-22T00:00:00Z"), None).unwrap();
+        let restarted =
+            run_due_recharges(store.as_mut(), at("2026-11-22T00:01:00Z"), None).unwrap();
+        assert_eq!(credited(&started, "tokyo"), 1, "{label}");
+        assert_eq!(credited(&restarted, "tokyo"), 0, "{label}");
+        for id in ["spring", "autumn", "tokyo"] {
+            assert_eq!(balance(store.as_mut(), id), units("10"), "{label}: {id}");
+        }
+        assert!(
+            store.ledger_totals().unwrap().balance_mismatches.is_empty(),
+            "{label}"
+        );
+    }
+}
