@@ -281,3 +281,109 @@ fn the_rerate_command_prints_its_summary_and_a_second_run_changes_nothing() {
         );
     }
 }
+
+/// Calls enough for several rerate pages (one transaction each), billed in whole minutes first.
+fn store_with_many_calls(test_store: &TestStore, n_calls: usize) -> Box<dyn LedgerStore> {
+    let mut store = test_store.open();
+    let flat: Vec<Account> = (0..4)
+        .map(|index| {
+            let mut account = Account::new(&format!("bulk-{index}"), None, "USD");
+            account.outbound_deck = Some("test".into());
+            account.inbound_deck = Some("test".into());
+            account
+        })
+        .collect();
+    store.upsert_accounts(&flat).unwrap();
+    let context = context_for(deck_from_text(FIRST_DECK, None), &flat);
+    let mut text = HEADER.to_string();
+    for index in 0..n_calls {
+        let billsec = 1 + (index * 7919) % 900;
+        text.push_str(&format!(
+            "m{index:06},bulk-{},outbound,15550000001,1555000{:04},2026-11-10T10:00:00Z,\
+             2026-11-10T10:00:01Z,2026-11-10T10:30:00Z,{billsec},ANSWERED\n",
+            index % 4,
+            index % 10_000
+        ));
+    }
+    store
+        .post_batch(&batch_from_csv(
+            &context,
+            "bulk",
+            OriginKind::SpoolFile,
+            &text,
+        ))
+        .unwrap();
+    store
+}
+
+#[test]
+fn a_rerate_killed_midway_finishes_on_the_next_run_and_moves_each_call_once() {
+    let n_calls = 35_000;
+    for test_store in test_stores() {
+        let label = test_store.label;
+        let mut store = store_with_many_calls(&test_store, n_calls);
+        let folder = tempfile::tempdir().unwrap();
+        let deck = folder.path().join("test.csv");
+        std::fs::write(&deck, CORRECTED_DECK).unwrap();
+        let mut arguments: Vec<String> = vec!["rerate".into(), "--all".into()];
+        arguments.extend(test_store.cli_arguments());
+        arguments
+            .extend(["--from", "2026-11-01", "--to", "2026-12-01", "--deck"].map(String::from));
+        arguments.push(deck.display().to_string());
+        let mut kills = 0;
+        for pause_milliseconds in [40, 120, 250, 400] {
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+                .args(&arguments)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(pause_milliseconds));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                kills += 1;
+            }
+            child.wait().unwrap();
+        }
+        assert!(
+            kills >= 2,
+            "{label}: the rerate finished before it could be killed"
+        );
+        tollgate_succeeds(&arguments);
+        let last = String::from_utf8(tollgate_succeeds(&arguments).stdout).unwrap();
+        assert!(
+            last.contains(&format!("{n_calls} calls examined, 0 changed")),
+            "{label}: {last}"
+        );
+        // Each call revised at most once, and the balances are exactly minus the calls' costs.
+        let totals = store.ledger_totals().unwrap();
+        assert!(totals.balance_mismatches.is_empty(), "{label}");
+        let balances: i64 = (0..4)
+            .map(|index| {
+                store
+                    .account(&format!("bulk-{index}"))
+                    .unwrap()
+                    .unwrap()
+                    .balance_units
+            })
+            .sum();
+        assert_eq!(balances, -totals.rated_cost_units, "{label}");
+        let mut revised = 0;
+        for index in (0..n_calls).step_by(97) {
+            let history = store
+                .call_revisions_of("test", &format!("m{index:06}"))
+                .unwrap();
+            assert!(history.len() <= 1, "{label}: m{index:06} {history:?}");
+            revised += history.len();
+        }
+        assert!(revised > 0, "{label}");
+        // Per-second billing of the same calls, summed independently of the store.
+        let expected: i64 = (0..n_calls)
+            .map(|index| {
+                let billsec = (1 + (index * 7919) % 900) as i64;
+                billsec * units("0.01")
+            })
+            .sum();
+        assert_eq!(totals.rated_cost_units, expected, "{label}");
+    }
+}
