@@ -126,3 +126,12 @@ pub const WEBHOOK_RETRY_WAIT_SECONDS_MAX: u64 = 3_600;
 /// at an hour each), then it is marked failed.
 pub const WEBHOOK_ATTEMPTS_MAX: u32 = 16;
 pub const WEBHOOK_RETRY_MILLISECONDS: u64 = 1_000;
+
+/// An authorized call neither kept alive nor ended for this long is released (default).
+pub const CALL_TTL_SECONDS: u32 = 600;
+
+/// The longest call an authorization allows (default): 4 hours.
+pub const CALL_MAX_DURATION_SECONDS: u32 = 14_400;
+
+/// How often the daemon releases expired calls.
+pub const CALL_EXPIRY_CHECK_SECONDS: u64 = 5;

@@ -4,7 +4,9 @@
 pub mod account_import;
 pub mod accounts;
 pub mod alert_events;
+pub mod authorization;
 pub mod posting;
 pub mod recharge;
 pub mod rerate;
 pub mod thresholds;
+pub mod trunks;

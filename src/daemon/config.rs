@@ -35,6 +35,12 @@ pub struct ServeConfig {
     pub webhook_attempts_max: u32,
     /// Wait after a failed delivery; doubled after each further failure (capped at an hour).
     pub webhook_retry_milliseconds: u64,
+    /// An authorized call neither kept alive nor ended for this long is released.
+    pub call_ttl_seconds: u32,
+    /// The longest call an authorization allows, however much money there is.
+    pub call_max_duration_seconds: u32,
+    /// NANP area codes whose numbers never use a trunk (toll-free and non-US/Canada by default).
+    pub trunk_excluded_npas: Vec<u16>,
 }
 
 impl Default for ServeConfig {
@@ -55,6 +61,9 @@ impl Default for ServeConfig {
             store_attempts_max: limits::STORE_ATTEMPTS_MAX,
             webhook_attempts_max: limits::WEBHOOK_ATTEMPTS_MAX,
             webhook_retry_milliseconds: limits::WEBHOOK_RETRY_MILLISECONDS,
+            call_ttl_seconds: limits::CALL_TTL_SECONDS,
+            call_max_duration_seconds: limits::CALL_MAX_DURATION_SECONDS,
+            trunk_excluded_npas: crate::credit::trunks::TrunkEligibility::default().excluded_npas,
         }
     }
 }
@@ -82,6 +91,16 @@ impl ServeConfig {
         if self.webhook_attempts_max == 0 {
             bail!("webhook_attempts_max must be at least 1");
         }
+        if self.call_ttl_seconds == 0 || self.call_max_duration_seconds == 0 {
+            bail!("call_ttl_seconds and call_max_duration_seconds must be at least 1");
+        }
+        if let Some(npa) = self
+            .trunk_excluded_npas
+            .iter()
+            .find(|npa| !(200..=999).contains(*npa))
+        {
+            bail!("trunk_excluded_npas: {npa} is not a NANP area code (200 to 999)");
+        }
         if self.input_time_zone.parse::<chrono_tz::Tz>().is_err() {
             bail!(
                 "input_time_zone {:?} is not an IANA time zone",
@@ -95,6 +114,14 @@ impl ServeConfig {
             );
         }
         Ok(())
+    }
+
+    /// Which calls may use trunks.
+    pub fn trunk_eligibility(&self) -> crate::credit::trunks::TrunkEligibility {
+        let mut excluded_npas = self.trunk_excluded_npas.clone();
+        excluded_npas.sort_unstable();
+        excluded_npas.dedup();
+        crate::credit::trunks::TrunkEligibility { excluded_npas }
     }
 
     /// The deck files to load: `decks`, or every `.csv` in `deck_dir`.

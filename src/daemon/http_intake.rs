@@ -24,6 +24,12 @@ pub fn router(shared: Arc<DaemonShared>) -> Router {
     let body_limit = shared.config.request_bytes_max;
     Router::new()
         .route("/v1/cdrs", post(post_cdrs))
+        .route("/v1/calls/authorize", post(super::http_calls::authorize))
+        .route(
+            "/v1/calls/{call_id}/keepalive",
+            post(super::http_calls::keepalive),
+        )
+        .route("/v1/calls/{call_id}/end", post(super::http_calls::end))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

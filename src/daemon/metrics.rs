@@ -20,6 +20,9 @@ pub struct Metrics {
     pub http_requests_refused: IntCounterVec,
     pub alerts: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
+    pub authorizations: IntCounterVec,
+    pub authorization_seconds: Histogram,
+    pub calls_expired: IntCounter,
 }
 
 impl Metrics {
@@ -60,6 +63,19 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(poster_queue_depth.clone()))
+            .expect("metric registered once");
+        let authorization_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "tollgate_call_authorization_seconds",
+                "Time to answer POST /v1/calls/authorize, store transaction included",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(authorization_seconds.clone()))
             .expect("metric registered once");
         Metrics {
             cdrs_in: counter("tollgate_cdrs_in_total", "CDRs received (spool and HTTP)"),
@@ -106,6 +122,16 @@ impl Metrics {
                 "tollgate_webhook_deliveries_total",
                 "Webhook delivery attempts, by result (delivered, retry, failed, no_webhook)",
                 "result",
+            ),
+            authorizations: counter_vec(
+                "tollgate_call_authorizations_total",
+                "Call authorizations answered, by decision (trunk, per_minute, deny)",
+                "decision",
+            ),
+            authorization_seconds,
+            calls_expired: counter(
+                "tollgate_calls_expired_total",
+                "Authorized calls released because neither keepalive nor end came in time",
             ),
             registry,
         }

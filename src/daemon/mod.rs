@@ -5,6 +5,7 @@
 //! or SIGINT stops intake, drains what was taken, commits it, and exits 0.
 
 pub mod config;
+pub mod http_calls;
 pub mod http_intake;
 pub mod metrics;
 pub mod poster;
@@ -37,6 +38,9 @@ pub struct DaemonShared {
     pub poster_spool: crossbeam_channel::Sender<PosterWork>,
     /// A store connection for the HTTP side's reads (readiness), apart from the poster's.
     pub reader_store: Mutex<Option<Box<dyn LedgerStore>>>,
+    /// The store connection of call authorizations (one at a time, each its own transaction).
+    pub calls_store: Mutex<Option<Box<dyn LedgerStore>>>,
+    pub trunk_eligibility: crate::credit::trunks::TrunkEligibility,
     /// Permits to rate an HTTP request (`limits::HTTP_RATING_CONCURRENCY_MAX`).
     pub http_rating_slots: tokio::sync::Semaphore,
 }
@@ -94,6 +98,8 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
         poster_requests: request_sender,
         poster_spool: spool_sender,
         reader_store: Mutex::new(Some(store)),
+        calls_store: Mutex::new(None),
+        trunk_eligibility: config.trunk_eligibility(),
         http_rating_slots: tokio::sync::Semaphore::new(crate::limits::HTTP_RATING_CONCURRENCY_MAX),
         config,
     });
@@ -111,6 +117,10 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     let recharge_thread = std::thread::Builder::new()
         .name("recharge".into())
         .spawn(move || run_recharge_checks(&recharge_shared))?;
+    let expiry_shared = Arc::clone(&shared);
+    let expiry_thread = std::thread::Builder::new()
+        .name("call-expiry".into())
+        .spawn(move || run_call_expiry(&expiry_shared))?;
     let webhook_shared = Arc::clone(&shared);
     let webhook_thread = std::thread::Builder::new()
         .name("webhooks".into())
@@ -143,6 +153,9 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     webhook_thread
         .join()
         .map_err(|_| anyhow!("the webhook thread panicked"))?;
+    expiry_thread
+        .join()
+        .map_err(|_| anyhow!("the call expiry thread panicked"))?;
     let _ = shared.poster_requests.send(PosterWork::Shutdown);
     poster_thread
         .join()
@@ -162,6 +175,26 @@ fn run_recharge_checks(shared: &DaemonShared) {
         std::time::Duration::from_secs(crate::limits::RECHARGE_CHECK_SECONDS),
         |store| {
             crate::credit::recharge::run_due_recharges(store, chrono::Utc::now(), None).map(drop)
+        },
+    );
+}
+
+/// Releases authorized calls whose keepalive stopped (their trunks and reservations).
+fn run_call_expiry(shared: &DaemonShared) {
+    run_periodically(
+        shared,
+        "call expiry",
+        std::time::Duration::from_secs(crate::limits::CALL_EXPIRY_CHECK_SECONDS),
+        |store| {
+            let expired = store.expire_calls(crate::store::ledger_store::now_micros())?;
+            if expired > 0 {
+                shared.metrics.calls_expired.inc_by(expired);
+                tracing::warn!(
+                    expired,
+                    "calls released: no keepalive or end within their TTL"
+                );
+            }
+            Ok(())
         },
     );
 }

@@ -2,6 +2,7 @@
 //! behaviour, checked by one contract test suite against both.
 
 use crate::credit::accounts::Account;
+use crate::credit::authorization::{Authorization, AuthorizationRequest, ChainLevel};
 use crate::credit::posting::{PostingBatch, PostingOutcome};
 use anyhow::Context;
 
@@ -357,6 +358,33 @@ pub trait LedgerStore: Send {
         applied: &RevisionsApplied,
     ) -> anyhow::Result<()>;
 
+    /// Authorizes a call in one transaction: the chain is read (and, on PostgreSQL, locked) with
+    /// what its calls up hold, `decide` answers, and a call let through records its holds until
+    /// `expires_at_micros` unless kept alive. The same call id again with the same call gets the
+    /// first answer back (`replayed`); with another call it is refused. Denials are not kept: the
+    /// same call id may be asked again once money or a trunk is free.
+    fn authorize_call(
+        &mut self,
+        request: &AuthorizationRequest,
+        expires_at_micros: i64,
+        decide: &mut dyn FnMut(&[ChainLevel]) -> Authorization,
+    ) -> anyhow::Result<AuthorizationAnswer>;
+
+    /// Pushes an active call's expiry out. `None` for a call never authorized.
+    fn keepalive_call(
+        &mut self,
+        call_id: &str,
+        expires_at_micros: i64,
+    ) -> anyhow::Result<Option<CallRecord>>;
+
+    /// Ends a call and releases what it holds (again: nothing more). `None` when never authorized.
+    fn end_call(&mut self, call_id: &str, now_micros: i64) -> anyhow::Result<Option<CallRecord>>;
+
+    /// Releases every active call whose expiry has passed; returns how many.
+    fn expire_calls(&mut self, now_micros: i64) -> anyhow::Result<u64>;
+
+    fn call_record(&mut self, call_id: &str) -> anyhow::Result<Option<CallRecord>>;
+
     /// The revisions of one call, oldest first.
     fn call_revisions_of(
         &mut self,
@@ -364,6 +392,65 @@ pub trait LedgerStore: Send {
         cdr_id: &str,
     ) -> anyhow::Result<Vec<StoredRevision>>;
 }
+
+/// An authorization's answer, and whether it was given before for the same call id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizationAnswer {
+    pub authorization: Authorization,
+    pub replayed: bool,
+}
+
+/// A call authorized, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    pub call_id: String,
+    pub account: String,
+    /// `active`, `ended` or `expired`.
+    pub state: String,
+    pub authorization: Authorization,
+    pub expires_at_micros: i64,
+}
+
+/// Why a call operation is refused, for the HTTP side to answer with the right status.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CallRefusal {
+    #[error("no account {0:?} in the store")]
+    UnknownAccount(String),
+    #[error("call id {0:?} was authorized before for another call")]
+    CallIdReused(String),
+    #[error("call {0:?} has ended")]
+    CallEnded(String),
+}
+
+/// A stored call from its columns (call_id, account, state, answer_json, expires_at).
+pub fn call_record_from_columns(
+    call_id: String,
+    account: String,
+    state: String,
+    answer_json: &str,
+    expires_at_micros: i64,
+) -> anyhow::Result<CallRecord> {
+    Ok(CallRecord {
+        authorization: serde_json::from_str(answer_json)
+            .with_context(|| format!("call {call_id}: stored answer"))?,
+        call_id,
+        account,
+        state,
+        expires_at_micros,
+    })
+}
+
+/// What a keepalive answers once the expiry is pushed: the call, or a refusal when it had ended.
+pub fn kept_alive(record: Option<CallRecord>) -> anyhow::Result<Option<CallRecord>> {
+    match record {
+        Some(record) if record.state != "active" => {
+            Err(CallRefusal::CallEnded(record.call_id).into())
+        }
+        found => Ok(found),
+    }
+}
+
+pub const CALL_RECORD_COLUMNS: &str = "call_id, account, state, answer_json, expires_at_micros";
 
 /// What one auto-recharge run did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -581,6 +668,8 @@ pub const ACCOUNT_ROW_COLUMNS: &str = "id, name, parent, currency, time_zone, st
     credit_limit_units, outbound_deck, inbound_deck, allow_per_minute, trunks_inbound, \
     trunks_outbound, trunks_two_way, thresholds_json, recharge_threshold_units, \
     recharge_amount_units, recharge_local_time, webhook_url, webhook_secret";
+
+pub const ACCOUNT_COLUMN_COUNT: usize = 19;
 
 /// What an account import changes on an account already stored: every profile column, never the
 /// balance. Both stores' `INSERT … ON CONFLICT (id) DO UPDATE SET` use it.

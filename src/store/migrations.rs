@@ -7,6 +7,8 @@
 //! outbox into one of events (threshold crossings and auto-recharges) with their delivery record,
 //! and adds rerating: a revision number on each rated call, the history of its revisions, the runs
 //! that made them, and the index by account and start time that rerating and the portal read by.
+//! Version 5 adds real-time authorization: the calls authorized and what each holds (a trunk,
+//! reserved money) on every account of its chain while it is up.
 //!
 //! Money is BIGINT ledger units (8 decimals, see `money::LEDGER_DECIMALS`) in both stores, and
 //! times are microseconds since the Unix epoch, so both stores compute the same sums exactly.
@@ -198,6 +200,31 @@ CREATE TABLE call_revisions (
 );
 ",
     ),
+    (
+        5,
+        "
+CREATE TABLE call_authorizations (
+    call_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL REFERENCES accounts (id),
+    identity TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    state TEXT NOT NULL,
+    answer_json TEXT NOT NULL,
+    authorized_at_micros INTEGER NOT NULL,
+    expires_at_micros INTEGER NOT NULL,
+    ended_at_micros INTEGER
+);
+CREATE INDEX call_authorizations_to_expire ON call_authorizations (state, expires_at_micros);
+CREATE TABLE call_holds (
+    call_id TEXT NOT NULL REFERENCES call_authorizations (call_id),
+    account TEXT NOT NULL REFERENCES accounts (id),
+    trunk_kind TEXT,
+    reserved_units INTEGER NOT NULL,
+    PRIMARY KEY (call_id, account)
+);
+CREATE INDEX call_holds_by_account ON call_holds (account);
+",
+    ),
 ];
 
 /// (version, SQL) for PostgreSQL: the same tables and columns.
@@ -385,6 +412,31 @@ CREATE TABLE call_revisions (
     revised_at_micros BIGINT NOT NULL,
     PRIMARY KEY (source, cdr_id, revision)
 );
+",
+    ),
+    (
+        5,
+        "
+CREATE TABLE call_authorizations (
+    call_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL REFERENCES accounts (id),
+    identity TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    state TEXT NOT NULL,
+    answer_json TEXT NOT NULL,
+    authorized_at_micros BIGINT NOT NULL,
+    expires_at_micros BIGINT NOT NULL,
+    ended_at_micros BIGINT
+);
+CREATE INDEX call_authorizations_to_expire ON call_authorizations (state, expires_at_micros);
+CREATE TABLE call_holds (
+    call_id TEXT NOT NULL REFERENCES call_authorizations (call_id),
+    account TEXT NOT NULL REFERENCES accounts (id),
+    trunk_kind TEXT,
+    reserved_units BIGINT NOT NULL,
+    PRIMARY KEY (call_id, account)
+);
+CREATE INDEX call_holds_by_account ON call_holds (account);
 ",
     ),
 ];

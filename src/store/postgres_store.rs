@@ -11,26 +11,32 @@
 //! between bounded channels, like the rest of the pipeline.
 
 use super::ledger_store::{
-    ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT, ALERT_COLUMNS,
-    ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver, CallCursor, CallRevision,
+    ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
+    ALERT_COLUMNS, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver,
+    AuthorizationAnswer, CALL_RECORD_COLUMNS, CallCursor, CallRecord, CallRefusal, CallRevision,
     CreditOutcome, DeckRecord, EntryWithKey, IngestProgress, LedgerStore, LedgerTotals,
     RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS, StoredAccount,
-    StoredAlert, StoredCall, StoredReject, StoredRevision, columns_of, credit_already_made,
-    now_micros, parents_first, recharge_key,
+    StoredAlert, StoredCall, StoredReject, StoredRevision, call_record_from_columns, columns_of,
+    credit_already_made, kept_alive, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
+use crate::credit::authorization::{
+    Authorization, AuthorizationRequest, ChainLevel, Decision, chain_levels,
+};
+use crate::credit::posting::account_chain;
 use crate::credit::posting::{
     AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SharedAccountLinks,
     call_as_json, decide_fates, outcome_of, progress_after, replayed_outcome, usage_by_account,
 };
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
+use crate::credit::trunks::TrunkKind;
 use anyhow::{Context, bail};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, GenericClient, NoTls};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Held while migrating, so two instances starting together do not both migrate.
 const MIGRATION_LOCK_KEY: i64 = 0x746f_6c6c_6761_7465;
@@ -1092,6 +1098,166 @@ impl LedgerStore for PostgresStore {
             ],
         )?;
         Ok(())
+    }
+
+    fn authorize_call(
+        &mut self,
+        request: &AuthorizationRequest,
+        expires_at_micros: i64,
+        decide: &mut dyn FnMut(&[ChainLevel]) -> Authorization,
+    ) -> anyhow::Result<AuthorizationAnswer> {
+        let mut transaction = self.client.transaction()?;
+        let links = Self::account_links(&mut transaction, &mut self.links)?;
+        if !links.parents.contains_key(&request.account) {
+            return Err(CallRefusal::UnknownAccount(request.account.clone()).into());
+        }
+        let chain = account_chain(&request.account, &links.parents)?;
+        // Every authorization touching one of these accounts waits here, in id order, so two
+        // never see the same free trunk or money; the call id's lock orders retries of one call.
+        transaction.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 2))",
+            &[&request.call_id],
+        )?;
+        let accounts: BTreeMap<String, (Account, i64)> = transaction
+            .query(
+                &format!(
+                    "SELECT {ACCOUNT_ROW_COLUMNS}, balance_units FROM accounts
+                     WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+                ),
+                &[&chain],
+            )?
+            .iter()
+            .map(|row| {
+                let balance: i64 = row.get(ACCOUNT_COLUMN_COUNT);
+                Ok((row.get(0), (account_row(row).into_account()?, balance)))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let identity = request.identity();
+        if let Some(row) = transaction.query_opt(
+            "SELECT identity, answer_json FROM call_authorizations WHERE call_id = $1",
+            &[&request.call_id],
+        )? {
+            if row.get::<_, &str>(0) != identity {
+                return Err(CallRefusal::CallIdReused(request.call_id.clone()).into());
+            }
+            return Ok(AuthorizationAnswer {
+                authorization: serde_json::from_str(row.get(1)).context("stored answer")?,
+                replayed: true,
+            });
+        }
+        let holds: Vec<(String, Option<String>, i64, i64)> = transaction
+            .query(
+                "SELECT account, trunk_kind, count(*), coalesce(sum(reserved_units), 0)::bigint
+                 FROM call_holds WHERE account = ANY($1) GROUP BY account, trunk_kind",
+                &[&chain],
+            )?
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+            .collect();
+        let authorization = decide(&chain_levels(&chain, &accounts, &holds)?);
+        if authorization.decision != Decision::Deny {
+            transaction.execute(
+                "INSERT INTO call_authorizations (call_id, account, identity, decision, state,
+                    answer_json, authorized_at_micros, expires_at_micros)
+                 VALUES ($1, $2, $3, $4, 'active', $5, $6, $7)",
+                &[
+                    &request.call_id,
+                    &request.account,
+                    &identity,
+                    &authorization.decision.as_str(),
+                    &serde_json::to_string(&authorization)?,
+                    &now_micros(),
+                    &expires_at_micros,
+                ],
+            )?;
+            transaction.execute(
+                "INSERT INTO call_holds (call_id, account, trunk_kind, reserved_units)
+                 SELECT $1, a, k, r FROM UNNEST($2::text[], $3::text[], $4::bigint[]) AS h (a, k, r)",
+                &[
+                    &request.call_id,
+                    &authorization
+                        .holds
+                        .iter()
+                        .map(|hold| hold.account.as_str())
+                        .collect::<Vec<_>>(),
+                    &authorization
+                        .holds
+                        .iter()
+                        .map(|hold| hold.trunk.map(TrunkKind::as_str))
+                        .collect::<Vec<_>>(),
+                    &authorization
+                        .holds
+                        .iter()
+                        .map(|hold| hold.reserved_units)
+                        .collect::<Vec<_>>(),
+                ],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(AuthorizationAnswer {
+            authorization,
+            replayed: false,
+        })
+    }
+
+    fn keepalive_call(
+        &mut self,
+        call_id: &str,
+        expires_at_micros: i64,
+    ) -> anyhow::Result<Option<CallRecord>> {
+        self.client.execute(
+            "UPDATE call_authorizations SET expires_at_micros = $1
+             WHERE call_id = $2 AND state = 'active'",
+            &[&expires_at_micros, &call_id],
+        )?;
+        kept_alive(self.call_record(call_id)?)
+    }
+
+    fn end_call(&mut self, call_id: &str, now_micros: i64) -> anyhow::Result<Option<CallRecord>> {
+        let mut transaction = self.client.transaction()?;
+        let ended = transaction.execute(
+            "UPDATE call_authorizations SET state = 'ended', ended_at_micros = $1
+             WHERE call_id = $2 AND state = 'active'",
+            &[&now_micros, &call_id],
+        )?;
+        if ended == 1 {
+            transaction.execute("DELETE FROM call_holds WHERE call_id = $1", &[&call_id])?;
+        }
+        transaction.commit()?;
+        self.call_record(call_id)
+    }
+
+    fn expire_calls(&mut self, now_micros: i64) -> anyhow::Result<u64> {
+        let mut transaction = self.client.transaction()?;
+        let expired: Vec<String> = transaction
+            .query(
+                "UPDATE call_authorizations SET state = 'expired', ended_at_micros = $1
+                 WHERE state = 'active' AND expires_at_micros < $1 RETURNING call_id",
+                &[&now_micros],
+            )?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        transaction.execute(
+            "DELETE FROM call_holds WHERE call_id = ANY($1)",
+            &[&expired],
+        )?;
+        transaction.commit()?;
+        Ok(expired.len() as u64)
+    }
+
+    fn call_record(&mut self, call_id: &str) -> anyhow::Result<Option<CallRecord>> {
+        self.client
+            .query_opt(
+                &format!(
+                    "SELECT {CALL_RECORD_COLUMNS} FROM call_authorizations WHERE call_id = $1"
+                ),
+                &[&call_id],
+            )?
+            .map(|row| {
+                call_record_from_columns(row.get(0), row.get(1), row.get(2), row.get(3), row.get(4))
+            })
+            .transpose()
     }
 
     fn call_revisions_of(

@@ -2,25 +2,31 @@
 //! committed batch survives a power cut. One writer at a time; a second process waits its turn.
 
 use super::ledger_store::{
-    ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT, ALERT_COLUMNS,
-    ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver, CallCursor, CallRevision,
+    ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
+    ALERT_COLUMNS, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver,
+    AuthorizationAnswer, CALL_RECORD_COLUMNS, CallCursor, CallRecord, CallRefusal, CallRevision,
     CreditOutcome, DeckRecord, EntryWithKey, IngestProgress, LedgerStore, LedgerTotals,
     RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS, StoredAccount,
-    StoredAlert, StoredCall, StoredReject, StoredRevision, columns_of, credit_already_made,
-    now_micros, parents_first, recharge_key,
+    StoredAlert, StoredCall, StoredReject, StoredRevision, call_record_from_columns, columns_of,
+    credit_already_made, kept_alive, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
+use crate::credit::authorization::{
+    Authorization, AuthorizationRequest, ChainLevel, Decision, chain_levels,
+};
+use crate::credit::posting::account_chain;
 use crate::credit::posting::{
     AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SharedAccountLinks,
     call_as_json, decide_fates, outcome_of, progress_after, replayed_outcome, usage_by_account,
 };
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
+use crate::credit::trunks::TrunkKind;
 use crate::limits::{SQLITE_CACHE_KIBIBYTES, SQLITE_WAL_CHECKPOINT_PAGES};
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// How long a writer waits for another process's transaction before giving up.
@@ -906,6 +912,168 @@ impl LedgerStore for SqliteStore {
             ],
         )?;
         Ok(())
+    }
+
+    fn authorize_call(
+        &mut self,
+        request: &AuthorizationRequest,
+        expires_at_micros: i64,
+        decide: &mut dyn FnMut(&[ChainLevel]) -> Authorization,
+    ) -> anyhow::Result<AuthorizationAnswer> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let identity = request.identity();
+        let earlier: Option<(String, String)> = transaction
+            .query_row(
+                "SELECT identity, answer_json FROM call_authorizations WHERE call_id = ?1",
+                [&request.call_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        if let Some((stored_identity, answer)) = earlier {
+            if stored_identity != identity {
+                return Err(CallRefusal::CallIdReused(request.call_id.clone()).into());
+            }
+            return Ok(AuthorizationAnswer {
+                authorization: serde_json::from_str(&answer).context("stored answer")?,
+                replayed: true,
+            });
+        }
+        let links = Self::account_links(&transaction, &mut self.links)?;
+        if !links.parents.contains_key(&request.account) {
+            return Err(CallRefusal::UnknownAccount(request.account.clone()).into());
+        }
+        let chain = account_chain(&request.account, &links.parents)?;
+        let mut accounts = BTreeMap::new();
+        let mut holds = Vec::new();
+        {
+            let mut account = transaction.prepare_cached(&format!(
+                "SELECT {ACCOUNT_ROW_COLUMNS}, balance_units FROM accounts WHERE id = ?1"
+            ))?;
+            let mut held = transaction.prepare_cached(
+                "SELECT trunk_kind, count(*), coalesce(sum(reserved_units), 0) FROM call_holds
+                 WHERE account = ?1 GROUP BY trunk_kind",
+            )?;
+            for id in &chain {
+                let (row, balance) = account.query_row([id], |row| {
+                    Ok((account_row(row)?, row.get::<_, i64>(ACCOUNT_COLUMN_COUNT)?))
+                })?;
+                accounts.insert(id.clone(), (row.into_account()?, balance));
+                let rows = held.query_map([id], |row| {
+                    Ok((id.clone(), row.get(0)?, row.get(1)?, row.get(2)?))
+                })?;
+                for hold in rows {
+                    holds.push(hold?);
+                }
+            }
+        }
+        let authorization = decide(&chain_levels(&chain, &accounts, &holds)?);
+        if authorization.decision != Decision::Deny {
+            transaction.execute(
+                "INSERT INTO call_authorizations (call_id, account, identity, decision, state,
+                    answer_json, authorized_at_micros, expires_at_micros)
+                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7)",
+                params![
+                    request.call_id,
+                    request.account,
+                    identity,
+                    authorization.decision.as_str(),
+                    serde_json::to_string(&authorization)?,
+                    now_micros(),
+                    expires_at_micros
+                ],
+            )?;
+            let mut hold = transaction.prepare_cached(
+                "INSERT INTO call_holds (call_id, account, trunk_kind, reserved_units)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for held in &authorization.holds {
+                hold.execute(params![
+                    request.call_id,
+                    held.account,
+                    held.trunk.map(TrunkKind::as_str),
+                    held.reserved_units
+                ])?;
+            }
+        }
+        transaction.commit()?;
+        Ok(AuthorizationAnswer {
+            authorization,
+            replayed: false,
+        })
+    }
+
+    fn keepalive_call(
+        &mut self,
+        call_id: &str,
+        expires_at_micros: i64,
+    ) -> anyhow::Result<Option<CallRecord>> {
+        self.connection.execute(
+            "UPDATE call_authorizations SET expires_at_micros = ?1
+             WHERE call_id = ?2 AND state = 'active'",
+            params![expires_at_micros, call_id],
+        )?;
+        kept_alive(self.call_record(call_id)?)
+    }
+
+    fn end_call(&mut self, call_id: &str, now_micros: i64) -> anyhow::Result<Option<CallRecord>> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ended = transaction.execute(
+            "UPDATE call_authorizations SET state = 'ended', ended_at_micros = ?1
+             WHERE call_id = ?2 AND state = 'active'",
+            params![now_micros, call_id],
+        )?;
+        if ended == 1 {
+            transaction.execute("DELETE FROM call_holds WHERE call_id = ?1", [call_id])?;
+        }
+        transaction.commit()?;
+        self.call_record(call_id)
+    }
+
+    fn expire_calls(&mut self, now_micros: i64) -> anyhow::Result<u64> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let expired: Vec<String> = transaction
+            .prepare(
+                "UPDATE call_authorizations SET state = 'expired', ended_at_micros = ?1
+                 WHERE state = 'active' AND expires_at_micros < ?1 RETURNING call_id",
+            )?
+            .query_map([now_micros], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for call_id in &expired {
+            transaction.execute("DELETE FROM call_holds WHERE call_id = ?1", [call_id])?;
+        }
+        transaction.commit()?;
+        Ok(expired.len() as u64)
+    }
+
+    fn call_record(&mut self, call_id: &str) -> anyhow::Result<Option<CallRecord>> {
+        let row: Option<(String, String, String, String, i64)> = self
+            .connection
+            .query_row(
+                &format!(
+                    "SELECT {CALL_RECORD_COLUMNS} FROM call_authorizations WHERE call_id = ?1"
+                ),
+                [call_id],
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(call_id, account, state, answer, expires)| {
+            call_record_from_columns(call_id, account, state, &answer, expires)
+        })
+        .transpose()
     }
 
     fn call_revisions_of(

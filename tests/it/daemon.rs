@@ -355,3 +355,124 @@ fn the_daemon_delivers_threshold_alerts_to_the_webhook() {
     assert_eq!(listed[0]["delivery"]["attempts"], 2);
     assert_eq!(receiver.received().len(), 2, "nothing sent after delivery");
 }
+
+#[test]
+fn calls_are_authorized_over_http_within_their_limits() {
+    for store in test_stores() {
+        let label = store.label;
+        import_sample_accounts(&store);
+        let folder = tempfile::tempdir().unwrap();
+        let office = folder.path().join("office.csv");
+        std::fs::write(
+            &office,
+            "account,parent,currency,outbound_deck,inbound_deck,trunks_outbound,trunks_two_way,credit_limit\n\
+             office,,USD,az-international,us-npanxx,3,1,0\n",
+        )
+        .unwrap();
+        import_accounts_into(&store, &office);
+        let daemon = start_sample_daemon(&store, folder.path(), "");
+        let port = daemon.port;
+        let json = [("Content-Type", "application/json")];
+        let call = |id: &str, callee: &str| {
+            format!(
+                r#"{{"call_id":"{id}","account":"office","direction":"outbound","caller":"14155550001","callee":"{callee}"}}"#
+            )
+        };
+        // 120 at once from 12 clients: four trunks (3 outbound + 1 two-way), then per-minute,
+        // which the office's 0.00 balance and credit limit cannot pay for.
+        let clients: Vec<_> = (0..12)
+            .map(|client| {
+                std::thread::spawn(move || {
+                    (0..10)
+                        .map(|index| {
+                            let body = call(&format!("h-{client}-{index}"), "13125550143");
+                            let (status, answer) = crate::daemon_support::http(
+                                port,
+                                "POST",
+                                "/v1/calls/authorize",
+                                &json,
+                                body.as_bytes(),
+                            )
+                            .unwrap();
+                            assert_eq!(status, 200, "{answer}");
+                            serde_json::from_str::<serde_json::Value>(&answer).unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let answers: Vec<serde_json::Value> = clients
+            .into_iter()
+            .flat_map(|client| client.join().unwrap())
+            .collect();
+        let count = |decision: &str, reason: &str| {
+            answers
+                .iter()
+                .filter(|answer| answer["decision"] == decision && answer["reason"] == reason)
+                .count()
+        };
+        assert_eq!(count("trunk", "trunk_available"), 4, "{label}");
+        assert_eq!(count("deny", "insufficient_balance"), 116, "{label}");
+        let trunk_call = answers
+            .iter()
+            .find(|answer| answer["decision"] == "trunk")
+            .unwrap();
+        let call_id = trunk_call["call_id"].as_str().unwrap().to_string();
+
+        let (status, body) =
+            daemon.request("POST", &format!("/v1/calls/{call_id}/keepalive"), &[], b"");
+        assert_eq!(status, 200, "{label}: {body}");
+        let (status, body) = daemon.request("POST", &format!("/v1/calls/{call_id}/end"), &[], b"");
+        assert_eq!(
+            (status, body.contains("\"ended\"")),
+            (200, true),
+            "{label}: {body}"
+        );
+        // The freed trunk is taken by the next call.
+        let (_, body) = daemon.request(
+            "POST",
+            "/v1/calls/authorize",
+            &json,
+            call("after-end", "13125550143").as_bytes(),
+        );
+        assert!(body.contains("\"decision\":\"trunk\""), "{label}: {body}");
+
+        // Bad requests get a 4xx naming the problem.
+        let reused = call(&call_id, "442079460000");
+        let keepalive_ended = format!("/v1/calls/{call_id}/keepalive");
+        let cases: [(&str, &str, u16, &str); 6] = [
+            (
+                "/v1/calls/authorize",
+                "{\"call_id\":",
+                400,
+                "malformed request",
+            ),
+            (
+                "/v1/calls/authorize",
+                r#"{"call_id":"x","account":"office","direction":"sideways","caller":"1","callee":"13125550143"}"#,
+                400,
+                "direction",
+            ),
+            (
+                "/v1/calls/authorize",
+                r#"{"call_id":"x","account":"nobody","direction":"outbound","caller":"14155550001","callee":"13125550143"}"#,
+                422,
+                "no account",
+            ),
+            ("/v1/calls/authorize", &reused, 409, "authorized before"),
+            ("/v1/calls/never-seen/end", "", 404, "no call"),
+            (&keepalive_ended, "", 409, "has ended"),
+        ];
+        for (path, body, expected, message) in cases {
+            let (status, answer) = daemon.request("POST", path, &json, body.as_bytes());
+            assert_eq!(status, expected, "{label}: {path} {body}: {answer}");
+            assert!(answer.contains(message), "{label}: {path}: {answer}");
+        }
+        let metrics = daemon.request("GET", "/metrics", &[], b"").1;
+        assert!(
+            metrics.contains("tollgate_call_authorizations_total{decision=\"trunk\"} 5"),
+            "{label}: {metrics}"
+        );
+        assert!(daemon.stop().success(), "{label}");
+    }
+}

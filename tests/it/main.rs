@@ -3,6 +3,8 @@
 /// Alerts delivered to real webhook receivers: signed, once each, retries bounded.
 mod alert_delivery;
 
+/// Real-time authorization: trunks, reservations, concurrency, expiry, restarts.
+mod call_authorization;
 /// kill -9 at random points, and two daemons on one PostgreSQL: every CDR charged once.
 mod crash_recovery;
 /// `tollgate serve` end to end: spool, HTTP intake, bad input, metrics, stop.

@@ -1,0 +1,337 @@
+//! Real-time authorization against both stores: trunk pools then two-way overflow, per-minute
+//! reservations that never spend the same money twice under hundreds of concurrent requests, a
+//! parent with fewer trunks than its child, expiry, restarts with calls up, idempotent call ids.
+
+use crate::store_support::{TestStore, test_stores};
+use std::collections::BTreeMap;
+use tollgate::cdr::Direction;
+use tollgate::credit::accounts::Account;
+use tollgate::credit::authorization::{Authorization, AuthorizationRequest, Decision, decide};
+use tollgate::credit::trunks::{TrunkEligibility, TrunkKind};
+use tollgate::money::ledger_units;
+use tollgate::store::ledger_store::{CallRefusal, LedgerStore, now_micros, open_store};
+
+const US: &str = "13125550143";
+const LONDON: &str = "442079460000";
+const CAP_SECONDS: u32 = 600;
+
+fn units(text: &str) -> i64 {
+    ledger_units(text.parse().unwrap()).unwrap()
+}
+
+/// 0.60 a minute in whole minutes.
+fn price(seconds: u32) -> i64 {
+    i64::from(seconds.div_ceil(60)) * units("0.60")
+}
+
+fn request(call_id: &str, account: &str, callee: &str) -> AuthorizationRequest {
+    AuthorizationRequest {
+        call_id: call_id.to_string(),
+        account: account.to_string(),
+        direction: Direction::Outbound,
+        caller: "14155550001".to_string(),
+        callee: callee.to_string(),
+        time_micros: now_micros(),
+    }
+}
+
+fn authorize(
+    store: &mut dyn LedgerStore,
+    request: &AuthorizationRequest,
+    expires_at_micros: i64,
+) -> anyhow::Result<Authorization> {
+    let eligibility = TrunkEligibility::default();
+    store
+        .authorize_call(request, expires_at_micros, &mut |chain| {
+            decide(request, chain, &eligibility, Some(&price), CAP_SECONDS)
+        })
+        .map(|answer| answer.authorization)
+}
+
+fn in_an_hour() -> i64 {
+    now_micros() + 3_600_000_000
+}
+
+fn accounts() -> Vec<Account> {
+    let mut trunked = Account::new("trunked", None, "USD");
+    (trunked.trunks_outbound, trunked.trunks_two_way) = (4, 2);
+    trunked.allow_per_minute = false;
+    let prepaid = Account::new("prepaid", None, "USD");
+    let mut reseller = Account::new("reseller", None, "USD");
+    reseller.trunks_outbound = 2;
+    reseller.credit_limit = None;
+    let mut pbx = Account::new("pbx", Some("reseller"), "USD");
+    pbx.trunks_outbound = 5;
+    pbx.credit_limit = None;
+    vec![trunked, prepaid, reseller, pbx]
+}
+
+fn prepared(test_store: &TestStore) -> Box<dyn LedgerStore> {
+    let mut store = test_store.open();
+    store.upsert_accounts(&accounts()).unwrap();
+    store
+        .credit("prepaid", units("10"), "opening", "prepaid-open")
+        .unwrap();
+    store
+}
+
+/// `n` authorizations from `threads` threads at once, each thread on its own connection.
+fn authorize_concurrently(
+    test_store: &TestStore,
+    account: &str,
+    callee: &str,
+    n: usize,
+    threads: usize,
+) -> Vec<Authorization> {
+    let workers: Vec<_> = (0..threads)
+        .map(|thread| {
+            let location = test_store.location.clone();
+            let (account, callee) = (account.to_string(), callee.to_string());
+            std::thread::spawn(move || {
+                let mut store = open_store(&location).unwrap();
+                (thread..n)
+                    .step_by(threads)
+                    .map(|index| {
+                        let call = request(&format!("{account}-{index}"), &account, &callee);
+                        authorize(store.as_mut(), &call, in_an_hour()).unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    workers
+        .into_iter()
+        .flat_map(|worker| worker.join().unwrap())
+        .collect()
+}
+
+fn count_by(answers: &[Authorization]) -> BTreeMap<(Decision, String), usize> {
+    let mut counts = BTreeMap::new();
+    for answer in answers {
+        *counts
+            .entry((answer.decision, answer.reason.clone()))
+            .or_default() += 1;
+    }
+    counts
+}
+
+#[test]
+fn hundreds_of_concurrent_authorizations_never_exceed_a_limit() {
+    for test_store in test_stores() {
+        let label = test_store.label;
+        drop(prepared(&test_store));
+
+        // Four outbound trunks, then two two-way; per-minute not allowed.
+        let answers = authorize_concurrently(&test_store, "trunked", US, 200, 8);
+        let counts = count_by(&answers);
+        assert_eq!(
+            counts.get(&(Decision::Trunk, "trunk_available".into())),
+            Some(&6),
+            "{label}: {counts:?}"
+        );
+        assert_eq!(
+            counts.get(&(Decision::Deny, "no_trunk_available".into())),
+            Some(&194),
+            "{label}: {counts:?}"
+        );
+        let mut pools: BTreeMap<TrunkKind, usize> = BTreeMap::new();
+        for answer in &answers {
+            for hold in &answer.holds {
+                *pools.entry(hold.trunk.unwrap()).or_default() += 1;
+            }
+        }
+        assert_eq!(
+            pools,
+            BTreeMap::from([(TrunkKind::Outbound, 4), (TrunkKind::TwoWay, 2)]),
+            "{label}"
+        );
+
+        // 10.00 and no credit: the first call reserves the capped 10 minutes (6.00), the next the
+        // 6 minutes 4.00 buys (3.60); 0.40 buys no minute, so every other call is denied.
+        let answers = authorize_concurrently(&test_store, "prepaid", LONDON, 200, 8);
+        let mut reserved: Vec<(u32, i64)> = answers
+            .iter()
+            .filter(|answer| answer.decision == Decision::PerMinute)
+            .map(|answer| (answer.max_duration_seconds, answer.reserved_units()))
+            .collect();
+        reserved.sort();
+        assert_eq!(
+            reserved,
+            [(360, units("3.60")), (600, units("6.00"))],
+            "{label}"
+        );
+        let denied = answers
+            .iter()
+            .filter(|answer| answer.reason == "insufficient_balance")
+            .count();
+        assert_eq!(denied, 198, "{label}");
+        assert!(
+            answers
+                .iter()
+                .filter(|answer| answer.decision == Decision::Deny)
+                .all(|answer| answer.denied_by.as_deref() == Some("prepaid")),
+            "{label}"
+        );
+
+        // The child has five trunks, its parent two: two calls take trunks, the rest go
+        // per-minute (allowed, unlimited credit), reserving on both levels.
+        let answers = authorize_concurrently(&test_store, "pbx", US, 100, 8);
+        let counts = count_by(&answers);
+        assert_eq!(
+            counts.get(&(Decision::Trunk, "trunk_available".into())),
+            Some(&2),
+            "{label}: {counts:?}"
+        );
+        assert_eq!(
+            counts.get(&(Decision::PerMinute, "trunks_busy".into())),
+            Some(&98),
+            "{label}: {counts:?}"
+        );
+        let trunk_call = answers
+            .iter()
+            .find(|answer| answer.decision == Decision::Trunk)
+            .unwrap();
+        let levels: Vec<&str> = trunk_call
+            .holds
+            .iter()
+            .map(|hold| hold.account.as_str())
+            .collect();
+        assert_eq!(levels, ["pbx", "reseller"], "{label}");
+    }
+}
+
+#[test]
+fn calls_release_what_they_hold_on_end_or_expiry_and_survive_a_restart() {
+    for test_store in test_stores() {
+        let label = test_store.label;
+        let mut store = prepared(&test_store);
+        let soon = now_micros() + 1_000;
+        for index in 0..6 {
+            let call = request(&format!("up-{index}"), "trunked", US);
+            let expires = if index == 0 { soon } else { in_an_hour() };
+            assert_eq!(
+                authorize(store.as_mut(), &call, expires).unwrap().decision,
+                Decision::Trunk,
+                "{label}"
+            );
+        }
+        // A restart: a new connection (a new daemon) sees the six calls still up.
+        drop(store);
+        let mut store = test_store.open();
+        let seventh = request("up-6", "trunked", US);
+        assert_eq!(
+            authorize(store.as_mut(), &seventh, in_an_hour())
+                .unwrap()
+                .reason,
+            "no_trunk_available",
+            "{label}"
+        );
+        // up-0 stopped sending keepalives: expiry releases its trunk.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(store.expire_calls(now_micros()).unwrap(), 1, "{label}");
+        assert_eq!(store.call_record("up-0").unwrap().unwrap().state, "expired");
+        let eighth = request("up-7", "trunked", US);
+        assert_eq!(
+            authorize(store.as_mut(), &eighth, in_an_hour())
+                .unwrap()
+                .decision,
+            Decision::Trunk,
+            "{label}"
+        );
+        // An end releases, and ending again changes nothing.
+        let ended = store.end_call("up-1", now_micros()).unwrap().unwrap();
+        assert_eq!(ended.state, "ended", "{label}");
+        assert_eq!(
+            store.end_call("up-1", now_micros()).unwrap().unwrap().state,
+            "ended"
+        );
+        assert_eq!(
+            authorize(
+                store.as_mut(),
+                &request("up-8", "trunked", US),
+                in_an_hour()
+            )
+            .unwrap()
+            .decision,
+            Decision::Trunk,
+            "{label}"
+        );
+        // A keepalive pushes the expiry out; on an ended call it is refused.
+        let pushed = in_an_hour() + 5_000_000;
+        let kept = store.keepalive_call("up-2", pushed).unwrap().unwrap();
+        assert_eq!(kept.expires_at_micros, pushed, "{label}");
+        let refused = store.keepalive_call("up-1", in_an_hour()).unwrap_err();
+        assert_eq!(
+            refused.downcast_ref::<CallRefusal>(),
+            Some(&CallRefusal::CallEnded("up-1".into())),
+            "{label}"
+        );
+        assert!(store.end_call("never", now_micros()).unwrap().is_none());
+        assert!(
+            store
+                .keepalive_call("never", in_an_hour())
+                .unwrap()
+                .is_none()
+        );
+
+        // Money comes back too: prepaid's reservation ends with its call.
+        let first = authorize(
+            store.as_mut(),
+            &request("p-1", "prepaid", LONDON),
+            in_an_hour(),
+        )
+        .unwrap();
+        assert_eq!(first.reserved_units(), units("6.00"), "{label}");
+        store.end_call("p-1", now_micros()).unwrap();
+        let again = authorize(
+            store.as_mut(),
+            &request("p-2", "prepaid", LONDON),
+            in_an_hour(),
+        )
+        .unwrap();
+        assert_eq!(again.reserved_units(), units("6.00"), "{label}");
+    }
+}
+
+#[test]
+fn a_call_id_answers_once_and_is_not_reused_for_another_call() {
+    for test_store in test_stores() {
+        let label = test_store.label;
+        let mut store = prepared(&test_store);
+        let call = request("c-1", "trunked", US);
+        let first = store
+            .authorize_call(&call, in_an_hour(), &mut |chain| {
+                decide(
+                    &call,
+                    chain,
+                    &TrunkEligibility::default(),
+                    Some(&price),
+                    CAP_SECONDS,
+                )
+            })
+            .unwrap();
+        assert!(!first.replayed);
+        // The switch retries (another clock reading): the first answer, nothing held twice.
+        let mut retried = call.clone();
+        retried.time_micros += 1_000_000;
+        let second = store
+            .authorize_call(&retried, in_an_hour(), &mut |_| panic!("not decided again"))
+            .unwrap();
+        assert!(second.replayed, "{label}");
+        assert_eq!(second.authorization, first.authorization, "{label}");
+        let other = request("c-1", "trunked", LONDON);
+        let refused = authorize(store.as_mut(), &other, in_an_hour()).unwrap_err();
+        assert_eq!(
+            refused.downcast_ref::<CallRefusal>(),
+            Some(&CallRefusal::CallIdReused("c-1".into())),
+            "{label}"
+        );
+        let unknown =
+            authorize(store.as_mut(), &request("c-2", "nobody", US), in_an_hour()).unwrap_err();
+        assert_eq!(
+            unknown.downcast_ref::<CallRefusal>(),
+            Some(&CallRefusal::UnknownAccount("nobody".into())),
+            "{label}"
+        );
+    }
+}
