@@ -135,3 +135,10 @@ pub const CALL_MAX_DURATION_SECONDS: u32 = 14_400;
 
 /// How often the daemon releases expired calls.
 pub const CALL_EXPIRY_CHECK_SECONDS: u64 = 5;
+
+/// Call authorizations (authorize, keepalive, end) waiting for the authorizer thread; a full
+/// queue answers 503.
+pub const CALL_QUEUE_MAX: usize = 4_096;
+
+/// The most call requests answered in one store transaction.
+pub const CALL_BATCH_MAX: usize = 256;

@@ -81,12 +81,12 @@ impl ChainLevel {
 }
 
 /// Builds the chain's levels, the call's account first, from what a store read: each account with
-/// its balance, and per account and trunk kind (`None`: no trunk) the calls up and the money they
-/// reserve.
+/// its balance, and per account and trunk kind (`trunks::NO_TRUNK` for none) the calls up and the
+/// money they reserve.
 pub fn chain_levels(
     chain: &[String],
     accounts: &BTreeMap<String, (Account, i64)>,
-    holds: &[(String, Option<String>, i64, i64)],
+    holds: &[(String, String, i64, i64)],
 ) -> anyhow::Result<Vec<ChainLevel>> {
     chain
         .iter()
@@ -102,7 +102,7 @@ pub fn chain_levels(
             };
             for (_, kind, calls, reserved) in holds.iter().filter(|hold| &hold.0 == id) {
                 level.reserved_units += reserved;
-                if let Some(kind) = kind.as_deref().and_then(TrunkKind::parse) {
+                if let Some(kind) = TrunkKind::parse(kind) {
                     *level.trunks_in_use.entry(kind).or_default() += *calls as u32;
                 }
             }
@@ -151,6 +151,9 @@ pub struct Authorization {
     pub denied_by: Option<String>,
     pub max_duration_seconds: u32,
     pub holds: Vec<Hold>,
+    /// The account's currency, that of the reservation.
+    #[serde(default)]
+    pub currency: String,
 }
 
 impl Authorization {
@@ -169,6 +172,10 @@ pub fn decide(
     cost_units: Option<&dyn Fn(u32) -> i64>,
     max_duration_cap_seconds: u32,
 ) -> Authorization {
+    let currency = chain
+        .first()
+        .map(|level| level.account.currency.clone())
+        .unwrap_or_default();
     let deny = |reason: &str, level: Option<&ChainLevel>| Authorization {
         call_id: request.call_id.clone(),
         decision: Decision::Deny,
@@ -176,6 +183,7 @@ pub fn decide(
         denied_by: level.map(|level| level.account.id.clone()),
         max_duration_seconds: 0,
         holds: Vec::new(),
+        currency: currency.clone(),
     };
     if let Some(level) = chain
         .iter()
@@ -210,6 +218,7 @@ pub fn decide(
                 denied_by: None,
                 max_duration_seconds: max_duration_cap_seconds,
                 holds,
+                currency,
             };
         }
         "trunks_busy"
@@ -255,6 +264,7 @@ pub fn decide(
                 reserved_units,
             })
             .collect(),
+        currency,
     }
 }
 

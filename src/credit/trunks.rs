@@ -53,6 +53,14 @@ impl TrunkKind {
     }
 }
 
+/// How stores write "no trunk" (a per-minute call's hold) where a trunk kind would go.
+pub const NO_TRUNK: &str = "none";
+
+/// A hold's trunk kind as stores keep it.
+pub fn trunk_kind_text(kind: Option<TrunkKind>) -> &'static str {
+    kind.map_or(NO_TRUNK, TrunkKind::as_str)
+}
+
 /// Which area codes are not trunk-eligible.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrunkEligibility {

@@ -1,9 +1,10 @@
 //! Real-time authorization over HTTP: `POST /v1/calls/authorize`, `POST /v1/calls/{id}/keepalive`
 //! and `POST /v1/calls/{id}/end`. The decision is made inside one store transaction (see
-//! `credit::authorization`); this module reads and checks requests and prices calls with the
-//! daemon's current rating context.
+//! `credit::authorization`) by the authorizer thread, many calls per transaction; this module
+//! reads and checks requests, queues them, and prices calls with the daemon's rating context.
 
 use super::DaemonShared;
+use super::authorizer::{CallWork, Reply};
 use super::http_intake::error_response;
 use crate::batch::rated_block::RatingContext;
 use crate::cdr::{Direction, is_plausible_identifier, normalize_number};
@@ -11,7 +12,7 @@ use crate::credit::authorization::{Authorization, AuthorizationRequest, ChainLev
 use crate::ingest::timestamp::parse_timestamp_micros;
 use crate::money::{cost_in_ledger_units, ledger_decimal};
 use crate::rate::pricing::price_call;
-use crate::store::ledger_store::{CallRecord, CallRefusal, LedgerStore, now_micros, open_store};
+use crate::store::ledger_store::{CallRecord, CallRefusal, now_micros};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -70,7 +71,7 @@ fn authorization_request(
 
 /// Decides with the account's deck for the call's direction: the rate of the callee at the
 /// call's time prices any length of call.
-fn decide_with_rates(
+pub(super) fn decide_with_rates(
     shared: &DaemonShared,
     context: &RatingContext,
     request: &AuthorizationRequest,
@@ -109,25 +110,20 @@ fn decide_with_rates(
     )
 }
 
-/// Runs `work` on the calls' store connection (opened on first use, dropped after an error).
-async fn with_calls_store<T: Send + 'static>(
-    shared: &Arc<DaemonShared>,
-    work: impl FnOnce(&mut dyn LedgerStore) -> anyhow::Result<T> + Send + 'static,
+/// Queues work for the authorizer and waits for its answer; a full queue or a stopping daemon
+/// is a 503.
+async fn through_authorizer<T>(
+    shared: &DaemonShared,
+    work: impl FnOnce(Reply<T>) -> CallWork,
 ) -> anyhow::Result<T> {
-    let shared = Arc::clone(shared);
-    tokio::task::spawn_blocking(move || {
-        let mut store = shared.calls_store.lock().expect("calls store lock");
-        if store.is_none() {
-            *store = Some(open_store(&shared.location)?);
-        }
-        let result = work(store.as_mut().expect("opened above").as_mut());
-        if result.is_err() {
-            *store = None;
-        }
-        result
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("the store task failed"))?
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    shared
+        .call_work
+        .try_send(work(reply))
+        .map_err(|_| anyhow::anyhow!("the authorization queue is full"))?;
+    answer
+        .await
+        .map_err(|_| anyhow::anyhow!("tollgate is stopping"))?
 }
 
 /// The answer for a store error: the refusals are the client's, anything else is the store's.
@@ -156,21 +152,15 @@ pub async fn authorize(State(shared): State<Arc<DaemonShared>>, body: Bytes) -> 
         Err(problem) => return error_response(StatusCode::BAD_REQUEST, problem),
     };
     let context = shared.rating.context();
-    let expires_at = now_micros() + i64::from(shared.config.call_ttl_seconds) * 1_000_000;
-    let deciding = Arc::clone(&shared);
-    let answered = with_calls_store(&shared, move |store| {
-        let answer = store.authorize_call(&request, expires_at, &mut |chain| {
-            decide_with_rates(&deciding, &context, &request, chain)
-        })?;
-        let currency = store
-            .account(&request.account)?
-            .map(|stored| stored.account.currency)
-            .unwrap_or_default();
-        Ok((answer, currency))
+    let answered = through_authorizer(&shared, |reply| CallWork::Authorize {
+        request,
+        context: Arc::clone(&context),
+        reply,
     })
-    .await;
-    let (answer, currency) = match answered {
-        Ok(answered) => answered,
+    .await
+    .and_then(|answer| answer.map_err(anyhow::Error::from));
+    let answer = match answered {
+        Ok(answer) => answer,
         Err(error) => return refusal_response(&error),
     };
     let authorization = &answer.authorization;
@@ -191,7 +181,7 @@ pub async fn authorize(State(shared): State<Arc<DaemonShared>>, body: Bytes) -> 
         "max_duration_seconds": authorization.max_duration_seconds,
         "reservation": {
             "amount": ledger_decimal(authorization.reserved_units()).to_string(),
-            "currency": currency,
+            "currency": authorization.currency,
             "holds": authorization.holds.iter().map(|hold| json!({
                 "account": hold.account,
                 "trunk": hold.trunk.map(|kind| kind.as_str()),
@@ -224,9 +214,8 @@ pub async fn keepalive(
     State(shared): State<Arc<DaemonShared>>,
     Path(call_id): Path<String>,
 ) -> Response {
-    let expires_at = now_micros() + i64::from(shared.config.call_ttl_seconds) * 1_000_000;
     let id = call_id.clone();
-    match with_calls_store(&shared, move |store| store.keepalive_call(&id, expires_at)).await {
+    match through_authorizer(&shared, |reply| CallWork::Keepalive { call_id: id, reply }).await {
         Ok(record) => call_answer(record, &call_id),
         Err(error) => refusal_response(&error),
     }
@@ -234,7 +223,7 @@ pub async fn keepalive(
 
 pub async fn end(State(shared): State<Arc<DaemonShared>>, Path(call_id): Path<String>) -> Response {
     let id = call_id.clone();
-    match with_calls_store(&shared, move |store| store.end_call(&id, now_micros())).await {
+    match through_authorizer(&shared, |reply| CallWork::End { call_id: id, reply }).await {
         Ok(record) => call_answer(record, &call_id),
         Err(error) => refusal_response(&error),
     }

@@ -4,6 +4,7 @@
 //! a store connection of its own). SIGTERM
 //! or SIGINT stops intake, drains what was taken, commits it, and exits 0.
 
+pub mod authorizer;
 pub mod config;
 pub mod http_calls;
 pub mod http_intake;
@@ -38,8 +39,8 @@ pub struct DaemonShared {
     pub poster_spool: crossbeam_channel::Sender<PosterWork>,
     /// A store connection for the HTTP side's reads (readiness), apart from the poster's.
     pub reader_store: Mutex<Option<Box<dyn LedgerStore>>>,
-    /// The store connection of call authorizations (one at a time, each its own transaction).
-    pub calls_store: Mutex<Option<Box<dyn LedgerStore>>>,
+    /// Call authorizations for the authorizer thread (`limits::CALL_QUEUE_MAX`).
+    pub call_work: crossbeam_channel::Sender<authorizer::CallWork>,
     pub trunk_eligibility: crate::credit::trunks::TrunkEligibility,
     /// Permits to rate an HTTP request (`limits::HTTP_RATING_CONCURRENCY_MAX`).
     pub http_rating_slots: tokio::sync::Semaphore,
@@ -89,6 +90,7 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
 
     let (request_sender, request_receiver) = crossbeam_channel::bounded(POSTER_QUEUE_MAX);
     let (spool_sender, spool_receiver) = crossbeam_channel::bounded(POSTER_QUEUE_MAX);
+    let (call_sender, call_receiver) = crossbeam_channel::bounded(crate::limits::CALL_QUEUE_MAX);
     let shared = Arc::new(DaemonShared {
         location,
         metrics: Metrics::new(),
@@ -98,7 +100,7 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
         poster_requests: request_sender,
         poster_spool: spool_sender,
         reader_store: Mutex::new(Some(store)),
-        calls_store: Mutex::new(None),
+        call_work: call_sender,
         trunk_eligibility: config.trunk_eligibility(),
         http_rating_slots: tokio::sync::Semaphore::new(crate::limits::HTTP_RATING_CONCURRENCY_MAX),
         config,
@@ -117,6 +119,10 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     let recharge_thread = std::thread::Builder::new()
         .name("recharge".into())
         .spawn(move || run_recharge_checks(&recharge_shared))?;
+    let authorizer_shared = Arc::clone(&shared);
+    let authorizer_thread = std::thread::Builder::new()
+        .name("authorizer".into())
+        .spawn(move || authorizer::run_authorizer(authorizer_shared, call_receiver))?;
     let expiry_shared = Arc::clone(&shared);
     let expiry_thread = std::thread::Builder::new()
         .name("call-expiry".into())
@@ -156,6 +162,9 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     expiry_thread
         .join()
         .map_err(|_| anyhow!("the call expiry thread panicked"))?;
+    authorizer_thread
+        .join()
+        .map_err(|_| anyhow!("the authorizer thread panicked"))?;
     let _ = shared.poster_requests.send(PosterWork::Shutdown);
     poster_thread
         .join()

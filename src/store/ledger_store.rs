@@ -245,7 +245,21 @@ pub struct LedgerTotals {
     pub rejects: u64,
     /// Accounts whose balance differs from the sum of their ledger entries.
     pub balance_mismatches: Vec<String>,
+    /// Accounts whose running hold totals differ from the holds of their calls up.
+    pub hold_mismatches: Vec<String>,
 }
+
+/// The accounts whose `account_holds` totals disagree with their `call_holds` (same SQL in both
+/// stores).
+pub const HOLD_MISMATCHES_SQL: &str =
+    "SELECT DISTINCT coalesce(h.account, x.account) FROM account_holds h
+    FULL OUTER JOIN (SELECT account, trunk_kind, count(*) AS calls,
+                            sum(reserved_units) AS reserved
+                     FROM call_holds GROUP BY account, trunk_kind) x
+      ON x.account = h.account AND x.trunk_kind = h.trunk_kind
+    WHERE coalesce(h.calls, 0) <> coalesce(x.calls, 0)
+       OR coalesce(h.reserved_units, 0) <> coalesce(x.reserved, 0)
+    ORDER BY 1";
 
 pub trait LedgerStore: Send {
     /// "embedded" or "postgresql".
@@ -358,17 +372,37 @@ pub trait LedgerStore: Send {
         applied: &RevisionsApplied,
     ) -> anyhow::Result<()>;
 
-    /// Authorizes a call in one transaction: the chain is read (and, on PostgreSQL, locked) with
-    /// what its calls up hold, `decide` answers, and a call let through records its holds until
-    /// `expires_at_micros` unless kept alive. The same call id again with the same call gets the
-    /// first answer back (`replayed`); with another call it is refused. Denials are not kept: the
+    /// Authorizes calls in one transaction, in order (group commit: one durable write for many
+    /// calls): for each, the chain is read (and, on PostgreSQL, locked) with what its calls up
+    /// hold, including those authorized earlier in the same batch; `decide` answers; a call let
+    /// through records its holds until `expires_at_micros` unless kept alive. The same call id
+    /// again with the same call gets the first answer back (`replayed`); with another call it is
+    /// refused, as is an unknown account, without failing the rest. Denials are not kept: the
     /// same call id may be asked again once money or a trunk is free.
+    fn authorize_calls(
+        &mut self,
+        requests: &[AuthorizationRequest],
+        expires_at_micros: i64,
+        decide: &mut dyn FnMut(&AuthorizationRequest, &[ChainLevel]) -> Authorization,
+    ) -> anyhow::Result<Vec<Result<AuthorizationAnswer, CallRefusal>>>;
+
+    /// One call's authorization (see `authorize_calls`).
     fn authorize_call(
         &mut self,
         request: &AuthorizationRequest,
         expires_at_micros: i64,
         decide: &mut dyn FnMut(&[ChainLevel]) -> Authorization,
-    ) -> anyhow::Result<AuthorizationAnswer>;
+    ) -> anyhow::Result<AuthorizationAnswer> {
+        let mut decide_one = |_: &AuthorizationRequest, chain: &[ChainLevel]| decide(chain);
+        self.authorize_calls(
+            std::slice::from_ref(request),
+            expires_at_micros,
+            &mut decide_one,
+        )?
+        .pop()
+        .expect("one answer per request")
+        .map_err(anyhow::Error::from)
+    }
 
     /// Pushes an active call's expiry out. `None` for a call never authorized.
     fn keepalive_call(
@@ -377,8 +411,20 @@ pub trait LedgerStore: Send {
         expires_at_micros: i64,
     ) -> anyhow::Result<Option<CallRecord>>;
 
-    /// Ends a call and releases what it holds (again: nothing more). `None` when never authorized.
-    fn end_call(&mut self, call_id: &str, now_micros: i64) -> anyhow::Result<Option<CallRecord>>;
+    /// Ends calls in one transaction and releases what they hold (ending one again changes
+    /// nothing); each answer is `None` for a call never authorized.
+    fn end_calls(
+        &mut self,
+        call_ids: &[String],
+        now_micros: i64,
+    ) -> anyhow::Result<Vec<Option<CallRecord>>>;
+
+    fn end_call(&mut self, call_id: &str, now_micros: i64) -> anyhow::Result<Option<CallRecord>> {
+        Ok(self
+            .end_calls(&[call_id.to_string()], now_micros)?
+            .pop()
+            .expect("one answer per call"))
+    }
 
     /// Releases every active call whose expiry has passed; returns how many.
     fn expire_calls(&mut self, now_micros: i64) -> anyhow::Result<u64>;

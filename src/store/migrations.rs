@@ -7,8 +7,10 @@
 //! outbox into one of events (threshold crossings and auto-recharges) with their delivery record,
 //! and adds rerating: a revision number on each rated call, the history of its revisions, the runs
 //! that made them, and the index by account and start time that rerating and the portal read by.
-//! Version 5 adds real-time authorization: the calls authorized and what each holds (a trunk,
-//! reserved money) on every account of its chain while it is up.
+//! Version 5 adds real-time authorization: the calls authorized, what each holds (a trunk,
+//! reserved money) on every account of its chain while it is up, and per account and trunk kind
+//! the running totals of those holds, which authorizations read (one row each, however many calls
+//! came and went, so PostgreSQL never scans dead rows of ended calls).
 //!
 //! Money is BIGINT ledger units (8 decimals, see `money::LEDGER_DECIMALS`) in both stores, and
 //! times are microseconds since the Unix epoch, so both stores compute the same sums exactly.
@@ -218,11 +220,17 @@ CREATE INDEX call_authorizations_to_expire ON call_authorizations (state, expire
 CREATE TABLE call_holds (
     call_id TEXT NOT NULL REFERENCES call_authorizations (call_id),
     account TEXT NOT NULL REFERENCES accounts (id),
-    trunk_kind TEXT,
+    trunk_kind TEXT NOT NULL,
     reserved_units INTEGER NOT NULL,
     PRIMARY KEY (call_id, account)
 );
-CREATE INDEX call_holds_by_account ON call_holds (account);
+CREATE TABLE account_holds (
+    account TEXT NOT NULL REFERENCES accounts (id),
+    trunk_kind TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    reserved_units INTEGER NOT NULL,
+    PRIMARY KEY (account, trunk_kind)
+);
 ",
     ),
 ];
@@ -432,11 +440,17 @@ CREATE INDEX call_authorizations_to_expire ON call_authorizations (state, expire
 CREATE TABLE call_holds (
     call_id TEXT NOT NULL REFERENCES call_authorizations (call_id),
     account TEXT NOT NULL REFERENCES accounts (id),
-    trunk_kind TEXT,
+    trunk_kind TEXT NOT NULL,
     reserved_units BIGINT NOT NULL,
     PRIMARY KEY (call_id, account)
 );
-CREATE INDEX call_holds_by_account ON call_holds (account);
+CREATE TABLE account_holds (
+    account TEXT NOT NULL REFERENCES accounts (id),
+    trunk_kind TEXT NOT NULL,
+    calls BIGINT NOT NULL,
+    reserved_units BIGINT NOT NULL,
+    PRIMARY KEY (account, trunk_kind)
+);
 ",
     ),
 ];

@@ -14,10 +14,10 @@ use super::ledger_store::{
     ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
     ALERT_COLUMNS, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver,
     AuthorizationAnswer, CALL_RECORD_COLUMNS, CallCursor, CallRecord, CallRefusal, CallRevision,
-    CreditOutcome, DeckRecord, EntryWithKey, IngestProgress, LedgerStore, LedgerTotals,
-    RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS, StoredAccount,
-    StoredAlert, StoredCall, StoredReject, StoredRevision, call_record_from_columns, columns_of,
-    credit_already_made, kept_alive, now_micros, parents_first, recharge_key,
+    CreditOutcome, DeckRecord, EntryWithKey, HOLD_MISMATCHES_SQL, IngestProgress, LedgerStore,
+    LedgerTotals, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS,
+    StoredAccount, StoredAlert, StoredCall, StoredReject, StoredRevision, call_record_from_columns,
+    columns_of, credit_already_made, kept_alive, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -31,7 +31,7 @@ use crate::credit::posting::{
 };
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
-use crate::credit::trunks::TrunkKind;
+use crate::credit::trunks::trunk_kind_text;
 use anyhow::{Context, bail};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
@@ -666,12 +666,19 @@ impl LedgerStore for PostgresStore {
             .iter()
             .map(|row| row.get(0))
             .collect();
+        let hold_mismatches = self
+            .client
+            .query(HOLD_MISMATCHES_SQL, &[])?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
         Ok(LedgerTotals {
             rated_calls: calls.get::<_, i64>(0) as u64,
             rated_cost_units: calls.get(1),
             conflicts: conflicts as u64,
             rejects: rejects as u64,
             balance_mismatches,
+            hold_mismatches,
         })
     }
 
@@ -1100,23 +1107,37 @@ impl LedgerStore for PostgresStore {
         Ok(())
     }
 
-    fn authorize_call(
+    fn authorize_calls(
         &mut self,
-        request: &AuthorizationRequest,
+        requests: &[AuthorizationRequest],
         expires_at_micros: i64,
-        decide: &mut dyn FnMut(&[ChainLevel]) -> Authorization,
-    ) -> anyhow::Result<AuthorizationAnswer> {
+        decide: &mut dyn FnMut(&AuthorizationRequest, &[ChainLevel]) -> Authorization,
+    ) -> anyhow::Result<Vec<Result<AuthorizationAnswer, CallRefusal>>> {
         let mut transaction = self.client.transaction()?;
         let links = Self::account_links(&mut transaction, &mut self.links)?;
-        if !links.parents.contains_key(&request.account) {
-            return Err(CallRefusal::UnknownAccount(request.account.clone()).into());
+        // Every authorization touching one of the batch's accounts waits here: the accounts of
+        // all its chains are locked at once, in id order (so two instances cannot deadlock), and
+        // the call ids' locks order retries of one call.
+        let mut chains = Vec::with_capacity(requests.len());
+        let mut locked: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+        for request in requests {
+            let chain = if links.parents.contains_key(&request.account) {
+                Some(account_chain(&request.account, &links.parents)?)
+            } else {
+                None
+            };
+            chains.push(chain);
         }
-        let chain = account_chain(&request.account, &links.parents)?;
-        // Every authorization touching one of these accounts waits here, in id order, so two
-        // never see the same free trunk or money; the call id's lock orders retries of one call.
+        for chain in chains.iter().flatten() {
+            locked.extend(chain.iter().map(String::as_str));
+        }
+        let mut call_ids: Vec<&str> = requests.iter().map(|r| r.call_id.as_str()).collect();
+        call_ids.sort_unstable();
+        call_ids.dedup();
         transaction.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 2))",
-            &[&request.call_id],
+            "SELECT pg_advisory_xact_lock(hashtextextended(c, 2))
+             FROM UNNEST($1::text[]) AS c ORDER BY c",
+            &[&call_ids],
         )?;
         let accounts: BTreeMap<String, (Account, i64)> = transaction
             .query(
@@ -1124,7 +1145,7 @@ impl LedgerStore for PostgresStore {
                     "SELECT {ACCOUNT_ROW_COLUMNS}, balance_units FROM accounts
                      WHERE id = ANY($1) ORDER BY id FOR UPDATE"
                 ),
-                &[&chain],
+                &[&locked.into_iter().collect::<Vec<_>>()],
             )?
             .iter()
             .map(|row| {
@@ -1132,72 +1153,19 @@ impl LedgerStore for PostgresStore {
                 Ok((row.get(0), (account_row(row).into_account()?, balance)))
             })
             .collect::<anyhow::Result<_>>()?;
-        let identity = request.identity();
-        if let Some(row) = transaction.query_opt(
-            "SELECT identity, answer_json FROM call_authorizations WHERE call_id = $1",
-            &[&request.call_id],
-        )? {
-            if row.get::<_, &str>(0) != identity {
-                return Err(CallRefusal::CallIdReused(request.call_id.clone()).into());
-            }
-            return Ok(AuthorizationAnswer {
-                authorization: serde_json::from_str(row.get(1)).context("stored answer")?,
-                replayed: true,
-            });
-        }
-        let holds: Vec<(String, Option<String>, i64, i64)> = transaction
-            .query(
-                "SELECT account, trunk_kind, count(*), coalesce(sum(reserved_units), 0)::bigint
-                 FROM call_holds WHERE account = ANY($1) GROUP BY account, trunk_kind",
-                &[&chain],
-            )?
-            .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
-            .collect();
-        let authorization = decide(&chain_levels(&chain, &accounts, &holds)?);
-        if authorization.decision != Decision::Deny {
-            transaction.execute(
-                "INSERT INTO call_authorizations (call_id, account, identity, decision, state,
-                    answer_json, authorized_at_micros, expires_at_micros)
-                 VALUES ($1, $2, $3, $4, 'active', $5, $6, $7)",
-                &[
-                    &request.call_id,
-                    &request.account,
-                    &identity,
-                    &authorization.decision.as_str(),
-                    &serde_json::to_string(&authorization)?,
-                    &now_micros(),
-                    &expires_at_micros,
-                ],
-            )?;
-            transaction.execute(
-                "INSERT INTO call_holds (call_id, account, trunk_kind, reserved_units)
-                 SELECT $1, a, k, r FROM UNNEST($2::text[], $3::text[], $4::bigint[]) AS h (a, k, r)",
-                &[
-                    &request.call_id,
-                    &authorization
-                        .holds
-                        .iter()
-                        .map(|hold| hold.account.as_str())
-                        .collect::<Vec<_>>(),
-                    &authorization
-                        .holds
-                        .iter()
-                        .map(|hold| hold.trunk.map(TrunkKind::as_str))
-                        .collect::<Vec<_>>(),
-                    &authorization
-                        .holds
-                        .iter()
-                        .map(|hold| hold.reserved_units)
-                        .collect::<Vec<_>>(),
-                ],
-            )?;
+        let mut answers = Vec::with_capacity(requests.len());
+        for (request, chain) in requests.iter().zip(&chains) {
+            answers.push(authorize_in(
+                &mut transaction,
+                request,
+                chain.as_deref(),
+                &accounts,
+                expires_at_micros,
+                &mut *decide,
+            )?);
         }
         transaction.commit()?;
-        Ok(AuthorizationAnswer {
-            authorization,
-            replayed: false,
-        })
+        Ok(answers)
     }
 
     fn keepalive_call(
@@ -1213,18 +1181,40 @@ impl LedgerStore for PostgresStore {
         kept_alive(self.call_record(call_id)?)
     }
 
-    fn end_call(&mut self, call_id: &str, now_micros: i64) -> anyhow::Result<Option<CallRecord>> {
+    fn end_calls(
+        &mut self,
+        call_ids: &[String],
+        now_micros: i64,
+    ) -> anyhow::Result<Vec<Option<CallRecord>>> {
         let mut transaction = self.client.transaction()?;
-        let ended = transaction.execute(
-            "UPDATE call_authorizations SET state = 'ended', ended_at_micros = $1
-             WHERE call_id = $2 AND state = 'active'",
-            &[&now_micros, &call_id],
-        )?;
-        if ended == 1 {
-            transaction.execute("DELETE FROM call_holds WHERE call_id = $1", &[&call_id])?;
+        let ended: Vec<String> = transaction
+            .query(
+                "UPDATE call_authorizations SET state = 'ended', ended_at_micros = $1
+                 WHERE call_id = ANY($2) AND state = 'active' RETURNING call_id",
+                &[&now_micros, &call_ids],
+            )?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        release_holds(&mut transaction, &ended)?;
+        let mut records: HashMap<String, CallRecord> = HashMap::new();
+        for row in transaction.query(
+            &format!(
+                "SELECT {CALL_RECORD_COLUMNS} FROM call_authorizations WHERE call_id = ANY($1)"
+            ),
+            &[&call_ids],
+        )? {
+            let record = call_record_from_columns(
+                row.get(0),
+                row.get(1),
+                row.get(2),
+                row.get(3),
+                row.get(4),
+            )?;
+            records.insert(record.call_id.clone(), record);
         }
         transaction.commit()?;
-        self.call_record(call_id)
+        Ok(call_ids.iter().map(|id| records.get(id).cloned()).collect())
     }
 
     fn expire_calls(&mut self, now_micros: i64) -> anyhow::Result<u64> {
@@ -1238,10 +1228,7 @@ impl LedgerStore for PostgresStore {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        transaction.execute(
-            "DELETE FROM call_holds WHERE call_id = ANY($1)",
-            &[&expired],
-        )?;
+        release_holds(&mut transaction, &expired)?;
         transaction.commit()?;
         Ok(expired.len() as u64)
     }
@@ -1283,6 +1270,111 @@ impl LedgerStore for PostgresStore {
             })
             .collect())
     }
+}
+
+/// One authorization inside a batch's transaction, its chain's accounts already locked (see
+/// `LedgerStore::authorize_calls`). `chain` is `None` for an unknown account.
+fn authorize_in(
+    transaction: &mut postgres::Transaction<'_>,
+    request: &AuthorizationRequest,
+    chain: Option<&[String]>,
+    accounts: &BTreeMap<String, (Account, i64)>,
+    expires_at_micros: i64,
+    decide: &mut dyn FnMut(&AuthorizationRequest, &[ChainLevel]) -> Authorization,
+) -> anyhow::Result<Result<AuthorizationAnswer, CallRefusal>> {
+    let identity = request.identity();
+    if let Some(row) = transaction.query_opt(
+        "SELECT identity, answer_json FROM call_authorizations WHERE call_id = $1",
+        &[&request.call_id],
+    )? {
+        if row.get::<_, &str>(0) != identity {
+            return Ok(Err(CallRefusal::CallIdReused(request.call_id.clone())));
+        }
+        return Ok(Ok(AuthorizationAnswer {
+            authorization: serde_json::from_str(row.get(1)).context("stored answer")?,
+            replayed: true,
+        }));
+    }
+    let Some(chain) = chain else {
+        return Ok(Err(CallRefusal::UnknownAccount(request.account.clone())));
+    };
+    let holds: Vec<(String, String, i64, i64)> = transaction
+        .query(
+            "SELECT account, trunk_kind, calls, reserved_units FROM account_holds
+             WHERE account = ANY($1)",
+            &[&chain],
+        )?
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    let authorization = decide(request, &chain_levels(chain, accounts, &holds)?);
+    if authorization.decision != Decision::Deny {
+        transaction.execute(
+            "INSERT INTO call_authorizations (call_id, account, identity, decision, state,
+                answer_json, authorized_at_micros, expires_at_micros)
+             VALUES ($1, $2, $3, $4, 'active', $5, $6, $7)",
+            &[
+                &request.call_id,
+                &request.account,
+                &identity,
+                &authorization.decision.as_str(),
+                &serde_json::to_string(&authorization)?,
+                &now_micros(),
+                &expires_at_micros,
+            ],
+        )?;
+        let holds = &authorization.holds;
+        transaction.execute(
+            "WITH held AS (
+                INSERT INTO call_holds (call_id, account, trunk_kind, reserved_units)
+                SELECT $1, a, k, r FROM UNNEST($2::text[], $3::text[], $4::bigint[]) AS h (a, k, r)
+                RETURNING account, trunk_kind, reserved_units)
+             INSERT INTO account_holds (account, trunk_kind, calls, reserved_units)
+             SELECT account, trunk_kind, 1, reserved_units FROM held
+             ON CONFLICT (account, trunk_kind) DO UPDATE
+             SET calls = account_holds.calls + 1,
+                 reserved_units = account_holds.reserved_units + excluded.reserved_units",
+            &[
+                &request.call_id,
+                &holds
+                    .iter()
+                    .map(|hold| hold.account.as_str())
+                    .collect::<Vec<_>>(),
+                &holds
+                    .iter()
+                    .map(|hold| trunk_kind_text(hold.trunk))
+                    .collect::<Vec<_>>(),
+                &holds
+                    .iter()
+                    .map(|hold| hold.reserved_units)
+                    .collect::<Vec<_>>(),
+            ],
+        )?;
+    }
+    Ok(Ok(AuthorizationAnswer {
+        authorization,
+        replayed: false,
+    }))
+}
+
+/// Deletes the calls' holds and takes them off their accounts' running totals.
+fn release_holds(
+    transaction: &mut postgres::Transaction<'_>,
+    call_ids: &[String],
+) -> anyhow::Result<()> {
+    transaction.execute(
+        "WITH released AS (
+            DELETE FROM call_holds WHERE call_id = ANY($1)
+            RETURNING account, trunk_kind, reserved_units)
+         UPDATE account_holds h SET calls = h.calls - r.calls,
+            reserved_units = h.reserved_units - r.reserved
+         FROM (SELECT account, trunk_kind, count(*) AS calls,
+                      sum(reserved_units)::bigint AS reserved
+               FROM released GROUP BY account, trunk_kind) r
+         WHERE h.account = r.account AND h.trunk_kind = r.trunk_kind",
+        &[&call_ids],
+    )?;
+    Ok(())
 }
 
 /// An alert from `ALERT_COLUMNS` starting at column `first`.

@@ -5,10 +5,10 @@ use super::ledger_store::{
     ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
     ALERT_COLUMNS, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver,
     AuthorizationAnswer, CALL_RECORD_COLUMNS, CallCursor, CallRecord, CallRefusal, CallRevision,
-    CreditOutcome, DeckRecord, EntryWithKey, IngestProgress, LedgerStore, LedgerTotals,
-    RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS, StoredAccount,
-    StoredAlert, StoredCall, StoredReject, StoredRevision, call_record_from_columns, columns_of,
-    credit_already_made, kept_alive, now_micros, parents_first, recharge_key,
+    CreditOutcome, DeckRecord, EntryWithKey, HOLD_MISMATCHES_SQL, IngestProgress, LedgerStore,
+    LedgerTotals, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS,
+    StoredAccount, StoredAlert, StoredCall, StoredReject, StoredRevision, call_record_from_columns,
+    columns_of, credit_already_made, kept_alive, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -22,7 +22,7 @@ use crate::credit::posting::{
 };
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
-use crate::credit::trunks::TrunkKind;
+use crate::credit::trunks::trunk_kind_text;
 use crate::limits::{SQLITE_CACHE_KIBIBYTES, SQLITE_WAL_CHECKPOINT_PAGES};
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -535,12 +535,18 @@ impl LedgerStore for SqliteStore {
         let balance_mismatches = statement
             .query_map([], |row| row.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
+        let hold_mismatches = self
+            .connection
+            .prepare(HOLD_MISMATCHES_SQL)?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
         Ok(LedgerTotals {
             rated_calls: rated_calls as u64,
             rated_cost_units,
             conflicts: conflicts as u64,
             rejects: rejects as u64,
             balance_mismatches,
+            hold_mismatches,
         })
     }
 
@@ -914,94 +920,30 @@ impl LedgerStore for SqliteStore {
         Ok(())
     }
 
-    fn authorize_call(
+    fn authorize_calls(
         &mut self,
-        request: &AuthorizationRequest,
+        requests: &[AuthorizationRequest],
         expires_at_micros: i64,
-        decide: &mut dyn FnMut(&[ChainLevel]) -> Authorization,
-    ) -> anyhow::Result<AuthorizationAnswer> {
+        decide: &mut dyn FnMut(&AuthorizationRequest, &[ChainLevel]) -> Authorization,
+    ) -> anyhow::Result<Vec<Result<AuthorizationAnswer, CallRefusal>>> {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let identity = request.identity();
-        let earlier: Option<(String, String)> = transaction
-            .query_row(
-                "SELECT identity, answer_json FROM call_authorizations WHERE call_id = ?1",
-                [&request.call_id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()?;
-        if let Some((stored_identity, answer)) = earlier {
-            if stored_identity != identity {
-                return Err(CallRefusal::CallIdReused(request.call_id.clone()).into());
-            }
-            return Ok(AuthorizationAnswer {
-                authorization: serde_json::from_str(&answer).context("stored answer")?,
-                replayed: true,
-            });
-        }
         let links = Self::account_links(&transaction, &mut self.links)?;
-        if !links.parents.contains_key(&request.account) {
-            return Err(CallRefusal::UnknownAccount(request.account.clone()).into());
-        }
-        let chain = account_chain(&request.account, &links.parents)?;
-        let mut accounts = BTreeMap::new();
-        let mut holds = Vec::new();
-        {
-            let mut account = transaction.prepare_cached(&format!(
-                "SELECT {ACCOUNT_ROW_COLUMNS}, balance_units FROM accounts WHERE id = ?1"
-            ))?;
-            let mut held = transaction.prepare_cached(
-                "SELECT trunk_kind, count(*), coalesce(sum(reserved_units), 0) FROM call_holds
-                 WHERE account = ?1 GROUP BY trunk_kind",
-            )?;
-            for id in &chain {
-                let (row, balance) = account.query_row([id], |row| {
-                    Ok((account_row(row)?, row.get::<_, i64>(ACCOUNT_COLUMN_COUNT)?))
-                })?;
-                accounts.insert(id.clone(), (row.into_account()?, balance));
-                let rows = held.query_map([id], |row| {
-                    Ok((id.clone(), row.get(0)?, row.get(1)?, row.get(2)?))
-                })?;
-                for hold in rows {
-                    holds.push(hold?);
-                }
-            }
-        }
-        let authorization = decide(&chain_levels(&chain, &accounts, &holds)?);
-        if authorization.decision != Decision::Deny {
-            transaction.execute(
-                "INSERT INTO call_authorizations (call_id, account, identity, decision, state,
-                    answer_json, authorized_at_micros, expires_at_micros)
-                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7)",
-                params![
-                    request.call_id,
-                    request.account,
-                    identity,
-                    authorization.decision.as_str(),
-                    serde_json::to_string(&authorization)?,
-                    now_micros(),
-                    expires_at_micros
-                ],
-            )?;
-            let mut hold = transaction.prepare_cached(
-                "INSERT INTO call_holds (call_id, account, trunk_kind, reserved_units)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for held in &authorization.holds {
-                hold.execute(params![
-                    request.call_id,
-                    held.account,
-                    held.trunk.map(TrunkKind::as_str),
-                    held.reserved_units
-                ])?;
-            }
-        }
+        let answers = requests
+            .iter()
+            .map(|request| {
+                authorize_in(
+                    &transaction,
+                    &links,
+                    request,
+                    expires_at_micros,
+                    &mut *decide,
+                )
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         transaction.commit()?;
-        Ok(AuthorizationAnswer {
-            authorization,
-            replayed: false,
-        })
+        Ok(answers)
     }
 
     fn keepalive_call(
@@ -1017,20 +959,31 @@ impl LedgerStore for SqliteStore {
         kept_alive(self.call_record(call_id)?)
     }
 
-    fn end_call(&mut self, call_id: &str, now_micros: i64) -> anyhow::Result<Option<CallRecord>> {
+    fn end_calls(
+        &mut self,
+        call_ids: &[String],
+        now_micros: i64,
+    ) -> anyhow::Result<Vec<Option<CallRecord>>> {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let ended = transaction.execute(
-            "UPDATE call_authorizations SET state = 'ended', ended_at_micros = ?1
-             WHERE call_id = ?2 AND state = 'active'",
-            params![now_micros, call_id],
-        )?;
-        if ended == 1 {
-            transaction.execute("DELETE FROM call_holds WHERE call_id = ?1", [call_id])?;
+        {
+            let mut end = transaction.prepare_cached(
+                "UPDATE call_authorizations SET state = 'ended', ended_at_micros = ?1
+                 WHERE call_id = ?2 AND state = 'active'",
+            )?;
+            for call_id in call_ids {
+                if end.execute(params![now_micros, call_id])? == 1 {
+                    release_holds(&transaction, call_id)?;
+                }
+            }
         }
+        let records = call_ids
+            .iter()
+            .map(|call_id| read_call_record(&transaction, call_id))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         transaction.commit()?;
-        self.call_record(call_id)
+        Ok(records)
     }
 
     fn expire_calls(&mut self, now_micros: i64) -> anyhow::Result<u64> {
@@ -1045,35 +998,14 @@ impl LedgerStore for SqliteStore {
             .query_map([now_micros], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
         for call_id in &expired {
-            transaction.execute("DELETE FROM call_holds WHERE call_id = ?1", [call_id])?;
+            release_holds(&transaction, call_id)?;
         }
         transaction.commit()?;
         Ok(expired.len() as u64)
     }
 
     fn call_record(&mut self, call_id: &str) -> anyhow::Result<Option<CallRecord>> {
-        let row: Option<(String, String, String, String, i64)> = self
-            .connection
-            .query_row(
-                &format!(
-                    "SELECT {CALL_RECORD_COLUMNS} FROM call_authorizations WHERE call_id = ?1"
-                ),
-                [call_id],
-                |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ))
-                },
-            )
-            .optional()?;
-        row.map(|(call_id, account, state, answer, expires)| {
-            call_record_from_columns(call_id, account, state, &answer, expires)
-        })
-        .transpose()
+        read_call_record(&self.connection, call_id)
     }
 
     fn call_revisions_of(
@@ -1099,6 +1031,138 @@ impl LedgerStore for SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(revisions)
     }
+}
+
+/// One authorization inside a batch's transaction (see `LedgerStore::authorize_calls`).
+fn authorize_in(
+    transaction: &Transaction<'_>,
+    links: &AccountLinks,
+    request: &AuthorizationRequest,
+    expires_at_micros: i64,
+    decide: &mut dyn FnMut(&AuthorizationRequest, &[ChainLevel]) -> Authorization,
+) -> anyhow::Result<Result<AuthorizationAnswer, CallRefusal>> {
+    let identity = request.identity();
+    let earlier: Option<(String, String)> = transaction
+        .prepare_cached("SELECT identity, answer_json FROM call_authorizations WHERE call_id = ?1")?
+        .query_row([&request.call_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    if let Some((stored_identity, answer)) = earlier {
+        if stored_identity != identity {
+            return Ok(Err(CallRefusal::CallIdReused(request.call_id.clone())));
+        }
+        return Ok(Ok(AuthorizationAnswer {
+            authorization: serde_json::from_str(&answer).context("stored answer")?,
+            replayed: true,
+        }));
+    }
+    if !links.parents.contains_key(&request.account) {
+        return Ok(Err(CallRefusal::UnknownAccount(request.account.clone())));
+    }
+    let chain = account_chain(&request.account, &links.parents)?;
+    let mut accounts = BTreeMap::new();
+    let mut holds = Vec::new();
+    {
+        let mut account = transaction.prepare_cached(&format!(
+            "SELECT {ACCOUNT_ROW_COLUMNS}, balance_units FROM accounts WHERE id = ?1"
+        ))?;
+        let mut held = transaction.prepare_cached(
+            "SELECT trunk_kind, calls, reserved_units FROM account_holds WHERE account = ?1",
+        )?;
+        for id in &chain {
+            let (row, balance) = account.query_row([id], |row| {
+                Ok((account_row(row)?, row.get::<_, i64>(ACCOUNT_COLUMN_COUNT)?))
+            })?;
+            accounts.insert(id.clone(), (row.into_account()?, balance));
+            let rows = held.query_map([id], |row| {
+                Ok((id.clone(), row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+            for hold in rows {
+                holds.push(hold?);
+            }
+        }
+    }
+    let authorization = decide(request, &chain_levels(&chain, &accounts, &holds)?);
+    if authorization.decision != Decision::Deny {
+        transaction
+            .prepare_cached(
+                "INSERT INTO call_authorizations (call_id, account, identity, decision, state,
+                    answer_json, authorized_at_micros, expires_at_micros)
+                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                request.call_id,
+                request.account,
+                identity,
+                authorization.decision.as_str(),
+                serde_json::to_string(&authorization)?,
+                now_micros(),
+                expires_at_micros
+            ])?;
+        let mut hold = transaction.prepare_cached(
+            "INSERT INTO call_holds (call_id, account, trunk_kind, reserved_units)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut total = transaction.prepare_cached(
+            "INSERT INTO account_holds (account, trunk_kind, calls, reserved_units)
+             VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT (account, trunk_kind) DO UPDATE SET calls = calls + 1,
+                reserved_units = reserved_units + excluded.reserved_units",
+        )?;
+        for held in &authorization.holds {
+            let kind = trunk_kind_text(held.trunk);
+            hold.execute(params![
+                request.call_id,
+                held.account,
+                kind,
+                held.reserved_units
+            ])?;
+            total.execute(params![held.account, kind, held.reserved_units])?;
+        }
+    }
+    Ok(Ok(AuthorizationAnswer {
+        authorization,
+        replayed: false,
+    }))
+}
+
+/// Deletes a call's holds and takes them off its accounts' running totals.
+fn release_holds(transaction: &Transaction<'_>, call_id: &str) -> anyhow::Result<()> {
+    let released: Vec<(String, String, i64)> = transaction
+        .prepare_cached(
+            "DELETE FROM call_holds WHERE call_id = ?1
+             RETURNING account, trunk_kind, reserved_units",
+        )?
+        .query_map([call_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut total = transaction.prepare_cached(
+        "UPDATE account_holds SET calls = calls - 1, reserved_units = reserved_units - ?1
+         WHERE account = ?2 AND trunk_kind = ?3",
+    )?;
+    for (account, kind, reserved) in released {
+        total.execute(params![reserved, account, kind])?;
+    }
+    Ok(())
+}
+
+fn read_call_record(connection: &Connection, call_id: &str) -> anyhow::Result<Option<CallRecord>> {
+    let row: Option<(String, String, String, String, i64)> = connection
+        .prepare_cached(&format!(
+            "SELECT {CALL_RECORD_COLUMNS} FROM call_authorizations WHERE call_id = ?1"
+        ))?
+        .query_row([call_id], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(call_id, account, state, answer, expires)| {
+        call_record_from_columns(call_id, account, state, &answer, expires)
+    })
+    .transpose()
 }
 
 /// An alert from `ALERT_COLUMNS` starting at column `first`.

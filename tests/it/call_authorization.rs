@@ -197,6 +197,9 @@ fn hundreds_of_concurrent_authorizations_never_exceed_a_limit() {
             .map(|hold| hold.account.as_str())
             .collect();
         assert_eq!(levels, ["pbx", "reseller"], "{label}");
+        let mut store = test_store.open();
+        let totals = store.ledger_totals().unwrap();
+        assert!(totals.hold_mismatches.is_empty(), "{label}: {totals:?}");
     }
 }
 
@@ -290,6 +293,8 @@ fn calls_release_what_they_hold_on_end_or_expiry_and_survive_a_restart() {
         )
         .unwrap();
         assert_eq!(again.reserved_units(), units("6.00"), "{label}");
+        let totals = store.ledger_totals().unwrap();
+        assert!(totals.hold_mismatches.is_empty(), "{label}: {totals:?}");
     }
 }
 
@@ -333,5 +338,43 @@ fn a_call_id_answers_once_and_is_not_reused_for_another_call() {
             Some(&CallRefusal::UnknownAccount("nobody".into())),
             "{label}"
         );
+    }
+}
+
+#[test]
+fn a_batch_of_authorizations_sees_its_own_holds_and_refusals_stay_per_call() {
+    for test_store in test_stores() {
+        let label = test_store.label;
+        let mut store = prepared(&test_store);
+        let mut requests: Vec<AuthorizationRequest> = (0..8)
+            .map(|index| request(&format!("b-{index}"), "trunked", US))
+            .collect();
+        requests.insert(3, request("b-unknown", "nobody", US));
+        requests.push(request("b-0", "trunked", US)); // a retry inside the batch
+        let eligibility = TrunkEligibility::default();
+        let answers = store
+            .authorize_calls(&requests, in_an_hour(), &mut |request, chain| {
+                decide(request, chain, &eligibility, Some(&price), CAP_SECONDS)
+            })
+            .unwrap();
+        let shown: Vec<String> = answers
+            .iter()
+            .map(|answer| match answer {
+                Ok(answer) if answer.replayed => "replayed".to_string(),
+                Ok(answer) => answer.authorization.reason.clone(),
+                Err(refusal) => refusal.to_string(),
+            })
+            .collect();
+        let mut expected = vec!["trunk_available"; 6];
+        expected.insert(3, "no account \"nobody\" in the store");
+        expected.extend(["no_trunk_available", "no_trunk_available", "replayed"]);
+        assert_eq!(shown, expected, "{label}");
+        let ends: Vec<String> = ["b-0", "b-1", "never"].map(String::from).to_vec();
+        let ended = store.end_calls(&ends, now_micros()).unwrap();
+        let states: Vec<Option<&str>> = ended
+            .iter()
+            .map(|record| record.as_ref().map(|record| record.state.as_str()))
+            .collect();
+        assert_eq!(states, [Some("ended"), Some("ended"), None], "{label}");
     }
 }

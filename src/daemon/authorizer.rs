@@ -1,0 +1,155 @@
+//! The one thread that writes call authorizations: it takes everything queued (up to
+//! `limits::CALL_BATCH_MAX`) and answers it in one store transaction, so a burst of calls costs one
+//! durable commit instead of one each (group commit). Requests come from the HTTP handlers through
+//! a bounded channel; each carries a one-shot channel for its answer.
+
+use super::DaemonShared;
+use super::http_calls::decide_with_rates;
+use crate::batch::rated_block::RatingContext;
+use crate::credit::authorization::AuthorizationRequest;
+use crate::limits::CALL_BATCH_MAX;
+use crate::store::ledger_store::{
+    AuthorizationAnswer, CallRecord, CallRefusal, LedgerStore, now_micros, open_store,
+};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+pub type Reply<T> = oneshot::Sender<anyhow::Result<T>>;
+
+pub enum CallWork {
+    Authorize {
+        request: AuthorizationRequest,
+        context: Arc<RatingContext>,
+        reply: Reply<Result<AuthorizationAnswer, CallRefusal>>,
+    },
+    Keepalive {
+        call_id: String,
+        reply: Reply<Option<CallRecord>>,
+    },
+    End {
+        call_id: String,
+        reply: Reply<Option<CallRecord>>,
+    },
+}
+
+/// Runs until the daemon stops and nothing is queued.
+pub fn run_authorizer(shared: Arc<DaemonShared>, queue: crossbeam_channel::Receiver<CallWork>) {
+    let mut store: Option<Box<dyn LedgerStore>> = None;
+    loop {
+        let first = match queue.recv_timeout(Duration::from_millis(100)) {
+            Ok(work) => work,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if shared.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        };
+        let mut batch = vec![first];
+        batch.extend(queue.try_iter().take(CALL_BATCH_MAX - 1));
+        let opened = match store.as_mut() {
+            Some(opened) => Ok(opened),
+            None => open_store(&shared.location).map(|opened| store.insert(opened)),
+        };
+        let result = match opened {
+            Ok(opened) => answer_batch(&shared, opened.as_mut(), batch),
+            Err(error) => {
+                refuse_all(batch, &error);
+                Err(error)
+            }
+        };
+        if let Err(error) = result {
+            tracing::warn!("call authorization store error: {error:#}");
+            store = None;
+        }
+    }
+}
+
+/// Answers a batch: authorizations in one transaction, ends in another, keepalives one by one.
+/// A store error fails every request of the batch (answered 503) and comes back to the caller.
+fn answer_batch(
+    shared: &DaemonShared,
+    store: &mut dyn LedgerStore,
+    batch: Vec<CallWork>,
+) -> anyhow::Result<()> {
+    let mut authorizations = Vec::new();
+    let mut ends = Vec::new();
+    let mut keepalives = Vec::new();
+    for work in batch {
+        match work {
+            CallWork::Authorize {
+                request,
+                context,
+                reply,
+            } => authorizations.push((request, context, reply)),
+            CallWork::End { call_id, reply } => ends.push((call_id, reply)),
+            CallWork::Keepalive { call_id, reply } => keepalives.push((call_id, reply)),
+        }
+    }
+    if !authorizations.is_empty() {
+        let requests: Vec<AuthorizationRequest> = authorizations
+            .iter()
+            .map(|(request, _, _)| request.clone())
+            .collect();
+        let expires_at = now_micros() + i64::from(shared.config.call_ttl_seconds) * 1_000_000;
+        let mut index = 0;
+        let answered = store.authorize_calls(&requests, expires_at, &mut |request, chain| {
+            // Requests are decided in order, so the position says whose rating context to use.
+            while authorizations[index].0.call_id != request.call_id {
+                index += 1;
+            }
+            decide_with_rates(shared, &authorizations[index].1, request, chain)
+        });
+        match answered {
+            Ok(answers) => {
+                for ((_, _, reply), answer) in authorizations.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(error) => {
+                for (_, _, reply) in authorizations {
+                    let _ = reply.send(Err(anyhow::anyhow!("{error:#}")));
+                }
+                return Err(error);
+            }
+        }
+    }
+    if !ends.is_empty() {
+        let call_ids: Vec<String> = ends.iter().map(|(call_id, _)| call_id.clone()).collect();
+        match store.end_calls(&call_ids, now_micros()) {
+            Ok(records) => {
+                for ((_, reply), record) in ends.into_iter().zip(records) {
+                    let _ = reply.send(Ok(record));
+                }
+            }
+            Err(error) => {
+                for (_, reply) in ends {
+                    let _ = reply.send(Err(anyhow::anyhow!("{error:#}")));
+                }
+                return Err(error);
+            }
+        }
+    }
+    let expires_at = now_micros() + i64::from(shared.config.call_ttl_seconds) * 1_000_000;
+    for (call_id, reply) in keepalives {
+        let _ = reply.send(store.keepalive_call(&call_id, expires_at));
+    }
+    Ok(())
+}
+
+fn refuse_all(batch: Vec<CallWork>, error: &anyhow::Error) {
+    let refusal = || anyhow::anyhow!("the store cannot be opened: {error:#}");
+    for work in batch {
+        match work {
+            CallWork::Authorize { reply, .. } => {
+                let _ = reply.send(Err(refusal()));
+            }
+            CallWork::Keepalive { reply, .. } | CallWork::End { reply, .. } => {
+                let _ = reply.send(Err(refusal()));
+            }
+        }
+    }
+}
