@@ -60,6 +60,12 @@ fn main() {
         .skip(1)
         .filter(|argument| argument != "--bench")
         .collect();
+    if arguments.is_empty() {
+        // Built and run without arguments by `cargo test --all-targets`: there is no daemon to
+        // load, so there is nothing to do.
+        eprintln!("authorize_load: no daemon given; see benches/authorize_latency.sh");
+        return;
+    }
     if arguments.len() < 4 {
         eprintln!("usage: authorize_load PORT CALLS_PER_SECOND SECONDS ACCOUNT [CONNECTIONS]");
         std::process::exit(2);

@@ -112,12 +112,13 @@ pub const RERATE_PAGE_CALLS: usize = 10_000;
 /// How long one webhook request may take, connect to last byte.
 pub const WEBHOOK_TIMEOUT_SECONDS: u64 = 10;
 
-/// A claimed alert is not claimed again for this long (a delivery that died is retried after it).
-pub const WEBHOOK_LEASE_SECONDS: u64 = 60;
-
 /// How often the deliverer looks for alerts due, and how many it claims at once.
 pub const WEBHOOK_POLL_MILLISECONDS: u64 = 500;
 pub const WEBHOOK_CLAIM_MAX: usize = 32;
+
+/// A claimed alert is not claimed again for this long (a delivery that died is retried after it):
+/// longer than sending a whole claim one after another at the longest request time.
+pub const WEBHOOK_LEASE_SECONDS: u64 = WEBHOOK_CLAIM_MAX as u64 * WEBHOOK_TIMEOUT_SECONDS + 60;
 
 /// The longest wait between two attempts, whatever the backoff doubling reaches.
 pub const WEBHOOK_RETRY_WAIT_SECONDS_MAX: u64 = 3_600;
@@ -142,3 +143,6 @@ pub const CALL_QUEUE_MAX: usize = 4_096;
 
 /// The most call requests answered in one store transaction.
 pub const CALL_BATCH_MAX: usize = 256;
+
+/// How long an ended call's reserved money waits for its CDR (default): an hour.
+pub const CALL_SETTLE_SECONDS: u32 = 3_600;

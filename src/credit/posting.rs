@@ -258,6 +258,18 @@ pub fn account_chain(
     Ok(chain)
 }
 
+/// (cdr_id, account) of the calls a batch charges: those a call authorization may be waiting for.
+pub fn charged_calls<'b>(batch: &'b PostingBatch, fates: &[CallFate]) -> Vec<(&'b str, &'b str)> {
+    let cdr_ids = batch.text_column("cdr_id");
+    let accounts = batch.text_column("account");
+    fates
+        .iter()
+        .enumerate()
+        .filter(|(_, fate)| **fate == CallFate::Charged)
+        .map(|(index, _)| (cdr_ids.value(index), accounts.value(index)))
+        .collect()
+}
+
 /// Counts of a batch's fates, for its outcome.
 pub fn outcome_of(batch: &PostingBatch, fates: &[CallFate], batch_id: i64) -> PostingOutcome {
     let mut outcome = PostingOutcome {

@@ -119,7 +119,9 @@ fn answer_batch(
     }
     if !ends.is_empty() {
         let call_ids: Vec<String> = ends.iter().map(|(call_id, _)| call_id.clone()).collect();
-        match store.end_calls(&call_ids, now_micros()) {
+        let now = now_micros();
+        let settle_by = now + i64::from(shared.config.call_settle_seconds) * 1_000_000;
+        match store.end_calls(&call_ids, now, settle_by) {
             Ok(records) => {
                 for ((_, reply), record) in ends.into_iter().zip(records) {
                     let _ = reply.send(Ok(record));

@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub webhook_retry_milliseconds: u64,
     /// An authorized call neither kept alive nor ended for this long is released.
     pub call_ttl_seconds: u32,
+    /// How long an ended call's reserved money waits for its CDR before it is released anyway.
+    pub call_settle_seconds: u32,
     /// The longest call an authorization allows, however much money there is.
     pub call_max_duration_seconds: u32,
     /// NANP area codes whose numbers never use a trunk (toll-free and non-US/Canada by default).
@@ -62,6 +64,7 @@ impl Default for ServeConfig {
             webhook_attempts_max: limits::WEBHOOK_ATTEMPTS_MAX,
             webhook_retry_milliseconds: limits::WEBHOOK_RETRY_MILLISECONDS,
             call_ttl_seconds: limits::CALL_TTL_SECONDS,
+            call_settle_seconds: limits::CALL_SETTLE_SECONDS,
             call_max_duration_seconds: limits::CALL_MAX_DURATION_SECONDS,
             trunk_excluded_npas: crate::credit::trunks::TrunkEligibility::default().excluded_npas,
         }

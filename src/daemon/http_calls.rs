@@ -10,7 +10,7 @@ use crate::batch::rated_block::RatingContext;
 use crate::cdr::{Direction, is_plausible_identifier, normalize_number};
 use crate::credit::authorization::{Authorization, AuthorizationRequest, ChainLevel, decide};
 use crate::ingest::timestamp::parse_timestamp_micros;
-use crate::money::{cost_in_ledger_units, ledger_decimal};
+use crate::money::ledger_decimal;
 use crate::rate::pricing::price_call;
 use crate::store::ledger_store::{CallRecord, CallRefusal, now_micros};
 use axum::body::Bytes;
@@ -86,6 +86,8 @@ pub(super) fn decide_with_rates(
         deck.find_rate(&request.callee, request.time_micros, request.direction)
             .map(|rate_id| (deck, rate_id))
     });
+    // Saturating: a price beyond i64 ledger units (an absurd deck or duration cap) is simply more
+    // than any balance, never a panic.
     let cost_units = |seconds: u32| -> i64 {
         let (deck, rate_id) = rate.expect("priced only when rated");
         let charge = price_call(
@@ -95,10 +97,11 @@ pub(super) fn decide_with_rates(
             seconds,
             request.direction,
         );
-        cost_in_ledger_units(
-            i64::try_from(charge.cost_mantissa).unwrap_or(i64::MAX / 4),
-            deck.rounding.decimals,
-        )
+        let factor = crate::money::pow10(
+            crate::money::LEDGER_DECIMALS
+                - deck.rounding.decimals.min(crate::money::LEDGER_DECIMALS),
+        );
+        i64::try_from(charge.cost_mantissa.saturating_mul(factor)).unwrap_or(i64::MAX / 4)
     };
     let priced: Option<&dyn Fn(u32) -> i64> = rate.map(|_| &cost_units as &dyn Fn(u32) -> i64);
     decide(

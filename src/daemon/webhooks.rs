@@ -82,7 +82,7 @@ pub fn deliver_due_alerts(
             ),
             _ => {}
         }
-        store.record_alert_delivery(alert.alert.id, &delivery)?;
+        store.record_alert_delivery(alert.alert.id, alert.alert.attempts, &delivery)?;
     }
     Ok(claimed.len())
 }

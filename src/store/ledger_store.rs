@@ -329,10 +329,13 @@ pub trait LedgerStore: Send {
         limit: usize,
     ) -> anyhow::Result<Vec<AlertToDeliver>>;
 
-    /// Records how an attempt went. An alert already delivered stays delivered.
+    /// Records how attempt number `attempt` went. An alert already delivered stays delivered,
+    /// and the outcome of an attempt whose claim was taken over (its lease ran out and another
+    /// deliverer claimed the alert again) is not recorded over the newer one.
     fn record_alert_delivery(
         &mut self,
         alert_id: i64,
+        attempt: i64,
         delivery: &AlertDelivery,
     ) -> anyhow::Result<()>;
 
@@ -411,22 +414,31 @@ pub trait LedgerStore: Send {
         expires_at_micros: i64,
     ) -> anyhow::Result<Option<CallRecord>>;
 
-    /// Ends calls in one transaction and releases what they hold (ending one again changes
-    /// nothing); each answer is `None` for a call never authorized.
+    /// Ends calls in one transaction: their trunks are free at once; the money they reserved
+    /// stays held until their CDR is posted (which settles it in the same transaction as the
+    /// charge) or, failing that, until `settle_by_micros`. Ending one again changes nothing; each
+    /// answer is `None` for a call never authorized.
     fn end_calls(
         &mut self,
         call_ids: &[String],
         now_micros: i64,
+        settle_by_micros: i64,
     ) -> anyhow::Result<Vec<Option<CallRecord>>>;
 
-    fn end_call(&mut self, call_id: &str, now_micros: i64) -> anyhow::Result<Option<CallRecord>> {
+    fn end_call(
+        &mut self,
+        call_id: &str,
+        now_micros: i64,
+        settle_by_micros: i64,
+    ) -> anyhow::Result<Option<CallRecord>> {
         Ok(self
-            .end_calls(&[call_id.to_string()], now_micros)?
+            .end_calls(&[call_id.to_string()], now_micros, settle_by_micros)?
             .pop()
             .expect("one answer per call"))
     }
 
-    /// Releases every active call whose expiry has passed; returns how many.
+    /// Releases what calls past their time still hold: an active call without keepalive
+    /// (`expired`), an ended call whose CDR never came (`unsettled`); returns how many.
     fn expire_calls(&mut self, now_micros: i64) -> anyhow::Result<u64>;
 
     fn call_record(&mut self, call_id: &str) -> anyhow::Result<Option<CallRecord>>;
@@ -451,7 +463,8 @@ pub struct AuthorizationAnswer {
 pub struct CallRecord {
     pub call_id: String,
     pub account: String,
-    /// `active`, `ended` or `expired`.
+    /// `active`, `ended` (trunk free, money held until its CDR), `settled` (its CDR charged),
+    /// `expired` (no keepalive in time) or `unsettled` (no CDR in time).
     pub state: String,
     pub authorization: Authorization,
     pub expires_at_micros: i64,
@@ -485,6 +498,17 @@ pub fn call_record_from_columns(
         expires_at_micros,
     })
 }
+
+/// Which of a call's holds to release: all, or only its trunks (an ended call keeps its money
+/// reserved until its CDR is charged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldsReleased {
+    All,
+    TrunksOnly,
+}
+
+/// Calls whose holds a posted CDR settles, and those the expiry releases.
+pub const OPEN_CALL_STATES: &str = "('active', 'ended')";
 
 /// What a keepalive answers once the expiry is pushed: the call, or a refusal when it had ended.
 pub fn kept_alive(record: Option<CallRecord>) -> anyhow::Result<Option<CallRecord>> {

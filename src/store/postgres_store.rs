@@ -14,10 +14,11 @@ use super::ledger_store::{
     ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
     ALERT_COLUMNS, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver,
     AuthorizationAnswer, CALL_RECORD_COLUMNS, CallCursor, CallRecord, CallRefusal, CallRevision,
-    CreditOutcome, DeckRecord, EntryWithKey, HOLD_MISMATCHES_SQL, IngestProgress, LedgerStore,
-    LedgerTotals, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS,
-    StoredAccount, StoredAlert, StoredCall, StoredReject, StoredRevision, call_record_from_columns,
-    columns_of, credit_already_made, kept_alive, now_micros, parents_first, recharge_key,
+    CreditOutcome, DeckRecord, EntryWithKey, HOLD_MISMATCHES_SQL, HoldsReleased, IngestProgress,
+    LedgerStore, LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied,
+    STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall, StoredReject, StoredRevision,
+    call_record_from_columns, columns_of, credit_already_made, kept_alive, now_micros,
+    parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -27,7 +28,8 @@ use crate::credit::authorization::{
 use crate::credit::posting::account_chain;
 use crate::credit::posting::{
     AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SharedAccountLinks,
-    call_as_json, decide_fates, outcome_of, progress_after, replayed_outcome, usage_by_account,
+    call_as_json, charged_calls, decide_fates, outcome_of, progress_after, replayed_outcome,
+    usage_by_account,
 };
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
@@ -586,6 +588,7 @@ impl LedgerStore for PostgresStore {
                 )?;
             }
         }
+        settle_calls(&mut transaction, &charged_calls(batch, &fates), now)?;
         let outcome = outcome_of(batch, &fates, batch_id);
         transaction.execute(
             "UPDATE batches SET rated = $1, rejected = $2, duplicates = $3, conflicts = $4,
@@ -851,6 +854,7 @@ impl LedgerStore for PostgresStore {
     fn record_alert_delivery(
         &mut self,
         alert_id: i64,
+        attempt: i64,
         delivery: &AlertDelivery,
     ) -> anyhow::Result<()> {
         let (state, next_attempt, error, delivered_at) = delivery.stored_fields();
@@ -858,8 +862,15 @@ impl LedgerStore for PostgresStore {
             "UPDATE alerts SET delivery_state = $1,
                 next_attempt_at_micros = coalesce($2, next_attempt_at_micros),
                 last_error = coalesce($3, last_error), delivered_at_micros = $4
-             WHERE id = $5 AND delivery_state = 'pending'",
-            &[&state, &next_attempt, &error, &delivered_at, &alert_id],
+             WHERE id = $5 AND attempts = $6 AND delivery_state = 'pending'",
+            &[
+                &state,
+                &next_attempt,
+                &error,
+                &delivered_at,
+                &alert_id,
+                &attempt,
+            ],
         )?;
         Ok(())
     }
@@ -1185,18 +1196,20 @@ impl LedgerStore for PostgresStore {
         &mut self,
         call_ids: &[String],
         now_micros: i64,
+        settle_by_micros: i64,
     ) -> anyhow::Result<Vec<Option<CallRecord>>> {
         let mut transaction = self.client.transaction()?;
         let ended: Vec<String> = transaction
             .query(
-                "UPDATE call_authorizations SET state = 'ended', ended_at_micros = $1
+                "UPDATE call_authorizations SET state = 'ended', ended_at_micros = $1,
+                    expires_at_micros = $3
                  WHERE call_id = ANY($2) AND state = 'active' RETURNING call_id",
-                &[&now_micros, &call_ids],
+                &[&now_micros, &call_ids, &settle_by_micros],
             )?
             .iter()
             .map(|row| row.get(0))
             .collect();
-        release_holds(&mut transaction, &ended)?;
+        release_holds(&mut transaction, &ended, HoldsReleased::TrunksOnly)?;
         let mut records: HashMap<String, CallRecord> = HashMap::new();
         for row in transaction.query(
             &format!(
@@ -1221,14 +1234,19 @@ impl LedgerStore for PostgresStore {
         let mut transaction = self.client.transaction()?;
         let expired: Vec<String> = transaction
             .query(
-                "UPDATE call_authorizations SET state = 'expired', ended_at_micros = $1
-                 WHERE state = 'active' AND expires_at_micros < $1 RETURNING call_id",
+                &format!(
+                    "UPDATE call_authorizations
+                     SET state = CASE state WHEN 'active' THEN 'expired' ELSE 'unsettled' END,
+                         ended_at_micros = coalesce(ended_at_micros, $1)
+                     WHERE state IN {OPEN_CALL_STATES} AND expires_at_micros < $1
+                     RETURNING call_id"
+                ),
                 &[&now_micros],
             )?
             .iter()
             .map(|row| row.get(0))
             .collect();
-        release_holds(&mut transaction, &expired)?;
+        release_holds(&mut transaction, &expired, HoldsReleased::All)?;
         transaction.commit()?;
         Ok(expired.len() as u64)
     }
@@ -1357,14 +1375,25 @@ fn authorize_in(
     }))
 }
 
-/// Deletes the calls' holds and takes them off their accounts' running totals.
+/// Deletes the calls' holds (or only their trunks) and takes them off their accounts' running
+/// totals. The accounts are locked first, in id order, as authorizations lock them, so a release
+/// and a batch of authorizations never wait for each other in opposite orders.
 fn release_holds(
     transaction: &mut postgres::Transaction<'_>,
     call_ids: &[String],
+    which: HoldsReleased,
 ) -> anyhow::Result<()> {
+    if call_ids.is_empty() {
+        return Ok(());
+    }
+    transaction.execute(
+        "SELECT 1 FROM accounts WHERE id IN (SELECT account FROM call_holds WHERE call_id = ANY($1))
+         ORDER BY id FOR UPDATE",
+        &[&call_ids],
+    )?;
     transaction.execute(
         "WITH released AS (
-            DELETE FROM call_holds WHERE call_id = ANY($1)
+            DELETE FROM call_holds WHERE call_id = ANY($1) AND ($2 OR trunk_kind <> 'none')
             RETURNING account, trunk_kind, reserved_units)
          UPDATE account_holds h SET calls = h.calls - r.calls,
             reserved_units = h.reserved_units - r.reserved
@@ -1372,9 +1401,49 @@ fn release_holds(
                       sum(reserved_units)::bigint AS reserved
                FROM released GROUP BY account, trunk_kind) r
          WHERE h.account = r.account AND h.trunk_kind = r.trunk_kind",
-        &[&call_ids],
+        &[&call_ids, &(which == HoldsReleased::All)],
     )?;
     Ok(())
+}
+
+/// Settles the authorized calls among a batch's charged calls: their CDR is charged in this
+/// transaction, so what they still hold is released with it.
+fn settle_calls(
+    transaction: &mut postgres::Transaction<'_>,
+    charged: &[(&str, &str)],
+    now_micros: i64,
+) -> anyhow::Result<()> {
+    let any_open: bool = transaction
+        .query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM call_authorizations WHERE state IN {OPEN_CALL_STATES})"
+            ),
+            &[],
+        )?
+        .get(0);
+    if !any_open || charged.is_empty() {
+        return Ok(());
+    }
+    let settled: Vec<String> = transaction
+        .query(
+            &format!(
+                "UPDATE call_authorizations c SET state = 'settled',
+                    ended_at_micros = coalesce(c.ended_at_micros, $3)
+                 FROM UNNEST($1::text[], $2::text[]) AS x (call_id, account)
+                 WHERE c.call_id = x.call_id AND c.account = x.account
+                   AND c.state IN {OPEN_CALL_STATES}
+                 RETURNING c.call_id"
+            ),
+            &[
+                &charged.iter().map(|call| call.0).collect::<Vec<_>>(),
+                &charged.iter().map(|call| call.1).collect::<Vec<_>>(),
+                &now_micros,
+            ],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    release_holds(transaction, &settled, HoldsReleased::All)
 }
 
 /// An alert from `ALERT_COLUMNS` starting at column `first`.

@@ -5,10 +5,11 @@ use super::ledger_store::{
     ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
     ALERT_COLUMNS, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver,
     AuthorizationAnswer, CALL_RECORD_COLUMNS, CallCursor, CallRecord, CallRefusal, CallRevision,
-    CreditOutcome, DeckRecord, EntryWithKey, HOLD_MISMATCHES_SQL, IngestProgress, LedgerStore,
-    LedgerTotals, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS,
-    StoredAccount, StoredAlert, StoredCall, StoredReject, StoredRevision, call_record_from_columns,
-    columns_of, credit_already_made, kept_alive, now_micros, parents_first, recharge_key,
+    CreditOutcome, DeckRecord, EntryWithKey, HOLD_MISMATCHES_SQL, HoldsReleased, IngestProgress,
+    LedgerStore, LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied,
+    STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall, StoredReject, StoredRevision,
+    call_record_from_columns, columns_of, credit_already_made, kept_alive, now_micros,
+    parents_first, recharge_key,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -18,7 +19,8 @@ use crate::credit::authorization::{
 use crate::credit::posting::account_chain;
 use crate::credit::posting::{
     AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SharedAccountLinks,
-    call_as_json, decide_fates, outcome_of, progress_after, replayed_outcome, usage_by_account,
+    call_as_json, charged_calls, decide_fates, outcome_of, progress_after, replayed_outcome,
+    usage_by_account,
 };
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
@@ -459,6 +461,7 @@ impl LedgerStore for SqliteStore {
                 }
             }
         }
+        settle_calls(&transaction, &charged_calls(batch, &fates), now)?;
         let outcome = outcome_of(batch, &fates, batch_id);
         transaction.execute(
             "UPDATE batches SET rated = ?1, rejected = ?2, duplicates = ?3, conflicts = ?4,
@@ -723,6 +726,7 @@ impl LedgerStore for SqliteStore {
     fn record_alert_delivery(
         &mut self,
         alert_id: i64,
+        attempt: i64,
         delivery: &AlertDelivery,
     ) -> anyhow::Result<()> {
         let (state, next_attempt, error, delivered_at) = delivery.stored_fields();
@@ -730,8 +734,8 @@ impl LedgerStore for SqliteStore {
             "UPDATE alerts SET delivery_state = ?1,
                 next_attempt_at_micros = coalesce(?2, next_attempt_at_micros),
                 last_error = coalesce(?3, last_error), delivered_at_micros = ?4
-             WHERE id = ?5 AND delivery_state = 'pending'",
-            params![state, next_attempt, error, delivered_at, alert_id],
+             WHERE id = ?5 AND attempts = ?6 AND delivery_state = 'pending'",
+            params![state, next_attempt, error, delivered_at, alert_id, attempt],
         )?;
         Ok(())
     }
@@ -963,18 +967,20 @@ impl LedgerStore for SqliteStore {
         &mut self,
         call_ids: &[String],
         now_micros: i64,
+        settle_by_micros: i64,
     ) -> anyhow::Result<Vec<Option<CallRecord>>> {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut end = transaction.prepare_cached(
-                "UPDATE call_authorizations SET state = 'ended', ended_at_micros = ?1
-                 WHERE call_id = ?2 AND state = 'active'",
+                "UPDATE call_authorizations SET state = 'ended', ended_at_micros = ?1,
+                    expires_at_micros = ?2
+                 WHERE call_id = ?3 AND state = 'active'",
             )?;
             for call_id in call_ids {
-                if end.execute(params![now_micros, call_id])? == 1 {
-                    release_holds(&transaction, call_id)?;
+                if end.execute(params![now_micros, settle_by_micros, call_id])? == 1 {
+                    release_holds(&transaction, call_id, HoldsReleased::TrunksOnly)?;
                 }
             }
         }
@@ -991,14 +997,16 @@ impl LedgerStore for SqliteStore {
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let expired: Vec<String> = transaction
-            .prepare(
-                "UPDATE call_authorizations SET state = 'expired', ended_at_micros = ?1
-                 WHERE state = 'active' AND expires_at_micros < ?1 RETURNING call_id",
-            )?
+            .prepare(&format!(
+                "UPDATE call_authorizations
+                 SET state = CASE state WHEN 'active' THEN 'expired' ELSE 'unsettled' END,
+                     ended_at_micros = coalesce(ended_at_micros, ?1)
+                 WHERE state IN {OPEN_CALL_STATES} AND expires_at_micros < ?1 RETURNING call_id"
+            ))?
             .query_map([now_micros], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
         for call_id in &expired {
-            release_holds(&transaction, call_id)?;
+            release_holds(&transaction, call_id, HoldsReleased::All)?;
         }
         transaction.commit()?;
         Ok(expired.len() as u64)
@@ -1125,14 +1133,20 @@ fn authorize_in(
     }))
 }
 
-/// Deletes a call's holds and takes them off its accounts' running totals.
-fn release_holds(transaction: &Transaction<'_>, call_id: &str) -> anyhow::Result<()> {
+/// Deletes a call's holds (or only its trunks) and takes them off its accounts' running totals.
+fn release_holds(
+    transaction: &Transaction<'_>,
+    call_id: &str,
+    which: HoldsReleased,
+) -> anyhow::Result<()> {
     let released: Vec<(String, String, i64)> = transaction
         .prepare_cached(
-            "DELETE FROM call_holds WHERE call_id = ?1
+            "DELETE FROM call_holds WHERE call_id = ?1 AND (?2 OR trunk_kind <> 'none')
              RETURNING account, trunk_kind, reserved_units",
         )?
-        .query_map([call_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .query_map(params![call_id, which == HoldsReleased::All], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
         .collect::<Result<_, _>>()?;
     let mut total = transaction.prepare_cached(
         "UPDATE account_holds SET calls = calls - 1, reserved_units = reserved_units - ?1
@@ -1140,6 +1154,36 @@ fn release_holds(transaction: &Transaction<'_>, call_id: &str) -> anyhow::Result
     )?;
     for (account, kind, reserved) in released {
         total.execute(params![reserved, account, kind])?;
+    }
+    Ok(())
+}
+
+/// Settles the authorized calls among a batch's charged calls: their CDR is charged in this
+/// transaction, so what they still hold is released with it.
+fn settle_calls(
+    transaction: &Transaction<'_>,
+    charged: &[(&str, &str)],
+    now_micros: i64,
+) -> anyhow::Result<()> {
+    let any_open: bool = transaction.query_row(
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM call_authorizations WHERE state IN {OPEN_CALL_STATES})"
+        ),
+        [],
+        |row| row.get(0),
+    )?;
+    if !any_open {
+        return Ok(());
+    }
+    let mut settle = transaction.prepare_cached(&format!(
+        "UPDATE call_authorizations SET state = 'settled',
+            ended_at_micros = coalesce(ended_at_micros, ?1)
+         WHERE call_id = ?2 AND account = ?3 AND state IN {OPEN_CALL_STATES}"
+    ))?;
+    for (cdr_id, account) in charged {
+        if settle.execute(params![now_micros, cdr_id, account])? == 1 {
+            release_holds(transaction, cdr_id, HoldsReleased::All)?;
+        }
     }
     Ok(())
 }

@@ -2,11 +2,13 @@
 //! reservations that never spend the same money twice under hundreds of concurrent requests, a
 //! parent with fewer trunks than its child, expiry, restarts with calls up, idempotent call ids.
 
-use crate::store_support::{TestStore, test_stores};
+use crate::store_support::{TestStore, batch_from_csv, context_for, test_stores};
+use crate::support::deck_from_text;
 use std::collections::BTreeMap;
 use tollgate::cdr::Direction;
 use tollgate::credit::accounts::Account;
 use tollgate::credit::authorization::{Authorization, AuthorizationRequest, Decision, decide};
+use tollgate::credit::posting::OriginKind;
 use tollgate::credit::trunks::{TrunkEligibility, TrunkKind};
 use tollgate::money::ledger_units;
 use tollgate::store::ledger_store::{CallRefusal, LedgerStore, now_micros, open_store};
@@ -14,6 +16,9 @@ use tollgate::store::ledger_store::{CallRefusal, LedgerStore, now_micros, open_s
 const US: &str = "13125550143";
 const LONDON: &str = "442079460000";
 const CAP_SECONDS: u32 = 600;
+/// What CDRs are rated with: 0.60 a minute in whole minutes, as `price` says.
+const CDR_DECK: &str = "prefix,destination,rate,connect_fee,min_seconds,increment,effective_from,effective_until\n\
+                        4,Europe,0.60,0,60,60,2020-01-01,\n";
 
 fn units(text: &str) -> i64 {
     ledger_units(text.parse().unwrap()).unwrap()
@@ -242,10 +247,17 @@ fn calls_release_what_they_hold_on_end_or_expiry_and_survive_a_restart() {
             "{label}"
         );
         // An end releases, and ending again changes nothing.
-        let ended = store.end_call("up-1", now_micros()).unwrap().unwrap();
+        let ended = store
+            .end_call("up-1", now_micros(), in_an_hour())
+            .unwrap()
+            .unwrap();
         assert_eq!(ended.state, "ended", "{label}");
         assert_eq!(
-            store.end_call("up-1", now_micros()).unwrap().unwrap().state,
+            store
+                .end_call("up-1", now_micros(), in_an_hour())
+                .unwrap()
+                .unwrap()
+                .state,
             "ended"
         );
         assert_eq!(
@@ -269,7 +281,12 @@ fn calls_release_what_they_hold_on_end_or_expiry_and_survive_a_restart() {
             Some(&CallRefusal::CallEnded("up-1".into())),
             "{label}"
         );
-        assert!(store.end_call("never", now_micros()).unwrap().is_none());
+        assert!(
+            store
+                .end_call("never", now_micros(), in_an_hour())
+                .unwrap()
+                .is_none()
+        );
         assert!(
             store
                 .keepalive_call("never", in_an_hour())
@@ -277,7 +294,7 @@ fn calls_release_what_they_hold_on_end_or_expiry_and_survive_a_restart() {
                 .is_none()
         );
 
-        // Money comes back too: prepaid's reservation ends with its call.
+        // Money: an ended call keeps its reservation until its CDR is charged...
         let first = authorize(
             store.as_mut(),
             &request("p-1", "prepaid", LONDON),
@@ -285,14 +302,62 @@ fn calls_release_what_they_hold_on_end_or_expiry_and_survive_a_restart() {
         )
         .unwrap();
         assert_eq!(first.reserved_units(), units("6.00"), "{label}");
-        store.end_call("p-1", now_micros()).unwrap();
-        let again = authorize(
+        store.end_call("p-1", now_micros(), in_an_hour()).unwrap();
+        let second = authorize(
             store.as_mut(),
             &request("p-2", "prepaid", LONDON),
             in_an_hour(),
         )
         .unwrap();
-        assert_eq!(again.reserved_units(), units("6.00"), "{label}");
+        assert_eq!(second.reserved_units(), units("3.60"), "{label}: 4.00 left");
+        // ...which settles it: 90 s at 0.60 a minute is 1.20; 10.00 - 1.20 - 3.60 held = 5.20.
+        let context = context_for(deck_from_text(CDR_DECK, None), &accounts());
+        let cdr = format!(
+            "cdr_id,account,direction,caller,callee,start_time,answer_time,end_time,billsec,disposition\n\
+             p-1,prepaid,outbound,14155550001,{LONDON},2026-11-20T10:00:00Z,2026-11-20T10:00:01Z,\
+             2026-11-20T10:01:31Z,90,ANSWERED\n"
+        );
+        store
+            .post_batch(&batch_from_csv(
+                &context,
+                "p-1-cdr",
+                OriginKind::SpoolFile,
+                &cdr,
+            ))
+            .unwrap();
+        assert_eq!(store.call_record("p-1").unwrap().unwrap().state, "settled");
+        let third = authorize(
+            store.as_mut(),
+            &request("p-3", "prepaid", LONDON),
+            in_an_hour(),
+        )
+        .unwrap();
+        assert_eq!(
+            third.reserved_units(),
+            units("4.80"),
+            "{label}: 5.20 buys 8 minutes"
+        );
+        // An ended call whose CDR never comes gives its money back after the settle window.
+        store
+            .end_call("p-2", now_micros(), now_micros() + 1_000)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(store.expire_calls(now_micros()).unwrap(), 1, "{label}");
+        assert_eq!(
+            store.call_record("p-2").unwrap().unwrap().state,
+            "unsettled"
+        );
+        let fourth = authorize(
+            store.as_mut(),
+            &request("p-4", "prepaid", LONDON),
+            in_an_hour(),
+        )
+        .unwrap();
+        assert_eq!(
+            fourth.reserved_units(),
+            units("3.60"),
+            "{label}: 8.80 - 4.80 = 4.00"
+        );
         let totals = store.ledger_totals().unwrap();
         assert!(totals.hold_mismatches.is_empty(), "{label}: {totals:?}");
     }
@@ -370,7 +435,7 @@ fn a_batch_of_authorizations_sees_its_own_holds_and_refusals_stay_per_call() {
         expected.extend(["no_trunk_available", "no_trunk_available", "replayed"]);
         assert_eq!(shown, expected, "{label}");
         let ends: Vec<String> = ["b-0", "b-1", "never"].map(String::from).to_vec();
-        let ended = store.end_calls(&ends, now_micros()).unwrap();
+        let ended = store.end_calls(&ends, now_micros(), in_an_hour()).unwrap();
         let states: Vec<Option<&str>> = ended
             .iter()
             .map(|record| record.as_ref().map(|record| record.state.as_str()))
