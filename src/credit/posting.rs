@@ -177,6 +177,8 @@ impl PostingBatch {
 pub enum CallFate {
     /// New: stored and charged.
     Charged,
+    /// New, and authorized onto a trunk: stored at its list price, no per-minute charge.
+    OnTrunk,
     /// Its key was already rated with the same content: neither stored again nor charged.
     Duplicate,
     /// Its key was already rated with other content: kept for review, not charged.
@@ -258,16 +260,26 @@ pub fn account_chain(
     Ok(chain)
 }
 
-/// (cdr_id, account) of the calls a batch charges: those a call authorization may be waiting for.
-pub fn charged_calls<'b>(batch: &'b PostingBatch, fates: &[CallFate]) -> Vec<(&'b str, &'b str)> {
+/// (index, cdr_id, account) of a batch's new calls: those a call authorization may be waiting for.
+pub fn new_calls<'b>(
+    batch: &'b PostingBatch,
+    fates: &[CallFate],
+) -> Vec<(usize, &'b str, &'b str)> {
     let cdr_ids = batch.text_column("cdr_id");
     let accounts = batch.text_column("account");
     fates
         .iter()
         .enumerate()
         .filter(|(_, fate)| **fate == CallFate::Charged)
-        .map(|(index, _)| (cdr_ids.value(index), accounts.value(index)))
+        .map(|(index, _)| (index, cdr_ids.value(index), accounts.value(index)))
         .collect()
+}
+
+/// Marks the calls authorized onto a trunk (by index) as such: they are stored but not charged.
+pub fn apply_trunk_class(fates: &mut [CallFate], on_trunk: &[usize]) {
+    for index in on_trunk {
+        fates[*index] = CallFate::OnTrunk;
+    }
 }
 
 /// Counts of a batch's fates, for its outcome.
@@ -283,6 +295,7 @@ pub fn outcome_of(batch: &PostingBatch, fates: &[CallFate], batch_id: i64) -> Po
                 outcome.rated += 1;
                 outcome.charged_units += batch.cost_units[index];
             }
+            CallFate::OnTrunk => outcome.rated += 1,
             CallFate::Duplicate => outcome.duplicates += 1,
             CallFate::Conflict { .. } => outcome.conflicts += 1,
         }

@@ -150,6 +150,10 @@ pub fn reprice_call(
     decks: &[Deck],
     deck_choice: &DeckChoice,
 ) -> Result<Option<CallRevision>, RejectReason> {
+    if call.billing_class == "trunk" {
+        // On a trunk: no per-minute charge to correct, whatever the deck says now.
+        return Ok(None);
+    }
     let direction = Direction::parse(&call.direction).ok_or(RejectReason::InvalidDirection)?;
     let deck = &decks[usize::from(deck_choice.deck_for(&call.account, direction)?)];
     let cdr = Cdr {

@@ -136,12 +136,17 @@ pub struct StoredCall {
     pub cost_units: i64,
     pub currency: String,
     pub revision: i64,
+    /// `per_minute`, or `trunk` for a call on a trunk (not charged).
+    pub billing_class: String,
 }
+
+/// A rated call's charge: its cost, or nothing on a trunk (same SQL in both stores).
+pub const CHARGED_UNITS_SQL: &str = "CASE WHEN billing_class = 'trunk' THEN 0 ELSE cost_units END";
 
 /// The stored-call columns in the order `StoredCall` lists them.
 pub const STORED_CALL_COLUMNS: &str = "source, cdr_id, account, direction, caller, callee, \
     start_time_micros, answer_time_micros, end_time_micros, billsec, disposition, deck, \
-    CAST(rate AS TEXT), billable_seconds, cost_units, currency, revision";
+    CAST(rate AS TEXT), billable_seconds, cost_units, currency, revision, billing_class";
 
 /// Where a page of calls ends: the next page starts after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -240,6 +245,7 @@ impl RevisionsApplied {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LedgerTotals {
     pub rated_calls: u64,
+    /// What the rated calls charged: their costs, but nothing for calls on a trunk.
     pub rated_cost_units: i64,
     pub conflicts: u64,
     pub rejects: u64,

@@ -8,7 +8,9 @@
 //! (alerts raised before delivery existed are marked `not_sent`, not sent late in a burst),
 //! and adds rerating: a revision number on each rated call, the history of its revisions, the runs
 //! that made them, and the index by account and start time that rerating and the portal read by.
-//! Version 5 adds real-time authorization: the calls authorized, what each holds (a trunk,
+//! Version 5 adds real-time authorization: each rated call's billing class (`trunk` when its
+//! authorization put it on a trunk: stored at list price, not charged), the calls authorized, what
+//! each holds (a trunk,
 //! reserved money) on every account of its chain while it is up, and per account and trunk kind
 //! the running totals of those holds, which authorizations read (one row each, however many calls
 //! came and went, so PostgreSQL never scans dead rows of ended calls).
@@ -207,6 +209,7 @@ CREATE TABLE call_revisions (
     (
         5,
         "
+ALTER TABLE rated_calls ADD COLUMN billing_class TEXT NOT NULL DEFAULT 'per_minute';
 CREATE TABLE call_authorizations (
     call_id TEXT PRIMARY KEY,
     account TEXT NOT NULL REFERENCES accounts (id),
@@ -428,6 +431,7 @@ CREATE TABLE call_revisions (
     (
         5,
         "
+ALTER TABLE rated_calls ADD COLUMN billing_class TEXT NOT NULL DEFAULT 'per_minute';
 CREATE TABLE call_authorizations (
     call_id TEXT PRIMARY KEY,
     account TEXT NOT NULL REFERENCES accounts (id),

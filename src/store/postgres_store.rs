@@ -13,12 +13,12 @@
 use super::ledger_store::{
     ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
     ALERT_COLUMNS, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver,
-    AuthorizationAnswer, CALL_RECORD_COLUMNS, CallCursor, CallRecord, CallRefusal, CallRevision,
-    CreditOutcome, DeckRecord, EntryWithKey, HOLD_MISMATCHES_SQL, HoldsReleased, IngestProgress,
-    LedgerStore, LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied,
-    STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall, StoredReject, StoredRevision,
-    call_record_from_columns, columns_of, credit_already_made, kept_alive, now_micros,
-    parents_first, recharge_key,
+    AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor, CallRecord,
+    CallRefusal, CallRevision, CreditOutcome, DeckRecord, EntryWithKey, HOLD_MISMATCHES_SQL,
+    HoldsReleased, IngestProgress, LedgerStore, LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS,
+    RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall,
+    StoredReject, StoredRevision, call_record_from_columns, columns_of, credit_already_made,
+    kept_alive, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -28,8 +28,8 @@ use crate::credit::authorization::{
 use crate::credit::posting::account_chain;
 use crate::credit::posting::{
     AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SharedAccountLinks,
-    call_as_json, charged_calls, decide_fates, outcome_of, progress_after, replayed_outcome,
-    usage_by_account,
+    apply_trunk_class, call_as_json, decide_fates, new_calls, outcome_of, progress_after,
+    replayed_outcome, usage_by_account,
 };
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
@@ -465,7 +465,27 @@ impl LedgerStore for PostgresStore {
                 .map(|row| (row.get::<_, i64>(0) as usize, row.get::<_, i64>(1) as u64))
                 .collect()
         };
-        let fates = decide_fates(batch, &repeats, &stored_digest);
+        let mut fates = decide_fates(batch, &repeats, &stored_digest);
+        let on_trunk = settle_calls(&mut transaction, &new_calls(batch, &fates), now)?;
+        apply_trunk_class(&mut fates, &on_trunk);
+        if !on_trunk.is_empty() {
+            let columns = CallColumns::of(batch);
+            transaction.execute(
+                "UPDATE rated_calls r SET billing_class = 'trunk'
+                 FROM UNNEST($1::text[], $2::text[]) AS t (source, cdr_id)
+                 WHERE r.source = t.source AND r.cdr_id = t.cdr_id",
+                &[
+                    &on_trunk
+                        .iter()
+                        .map(|index| columns.source.value(*index))
+                        .collect::<Vec<_>>(),
+                    &on_trunk
+                        .iter()
+                        .map(|index| columns.cdr_id.value(*index))
+                        .collect::<Vec<_>>(),
+                ],
+            )?;
+        }
 
         let mut conflict_source = Vec::new();
         let mut conflict_cdr_id = Vec::new();
@@ -588,7 +608,6 @@ impl LedgerStore for PostgresStore {
                 )?;
             }
         }
-        settle_calls(&mut transaction, &charged_calls(batch, &fates), now)?;
         let outcome = outcome_of(batch, &fates, batch_id);
         transaction.execute(
             "UPDATE batches SET rated = $1, rejected = $2, duplicates = $3, conflicts = $4,
@@ -646,7 +665,9 @@ impl LedgerStore for PostgresStore {
 
     fn ledger_totals(&mut self) -> anyhow::Result<LedgerTotals> {
         let calls = self.client.query_one(
-            "SELECT count(*), coalesce(sum(cost_units), 0)::bigint FROM rated_calls",
+            &format!(
+                "SELECT count(*), coalesce(sum({CHARGED_UNITS_SQL}), 0)::bigint FROM rated_calls"
+            ),
             &[],
         )?;
         let conflicts: i64 = self
@@ -937,6 +958,7 @@ impl LedgerStore for PostgresStore {
                 cost_units: row.get(14),
                 currency: row.get(15),
                 revision: row.get(16),
+                billing_class: row.get(17),
             })
             .collect())
     }
@@ -1406,13 +1428,14 @@ fn release_holds(
     Ok(())
 }
 
-/// Settles the authorized calls among a batch's charged calls: their CDR is charged in this
-/// transaction, so what they still hold is released with it.
+/// Settles the authorized calls among a batch's new calls (index, cdr_id, account): their CDR is
+/// posted in this transaction, so what they still hold is released with it. Returns the indexes
+/// of those authorized onto a trunk, which are not charged per minute.
 fn settle_calls(
     transaction: &mut postgres::Transaction<'_>,
-    charged: &[(&str, &str)],
+    calls: &[(usize, &str, &str)],
     now_micros: i64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<usize>> {
     let any_open: bool = transaction
         .query_one(
             &format!(
@@ -1421,29 +1444,32 @@ fn settle_calls(
             &[],
         )?
         .get(0);
-    if !any_open || charged.is_empty() {
-        return Ok(());
+    if !any_open || calls.is_empty() {
+        return Ok(Vec::new());
     }
-    let settled: Vec<String> = transaction
-        .query(
-            &format!(
-                "UPDATE call_authorizations c SET state = 'settled',
-                    ended_at_micros = coalesce(c.ended_at_micros, $3)
-                 FROM UNNEST($1::text[], $2::text[]) AS x (call_id, account)
-                 WHERE c.call_id = x.call_id AND c.account = x.account
-                   AND c.state IN {OPEN_CALL_STATES}
-                 RETURNING c.call_id"
-            ),
-            &[
-                &charged.iter().map(|call| call.0).collect::<Vec<_>>(),
-                &charged.iter().map(|call| call.1).collect::<Vec<_>>(),
-                &now_micros,
-            ],
-        )?
+    let settled = transaction.query(
+        &format!(
+            "UPDATE call_authorizations c SET state = 'settled',
+                ended_at_micros = coalesce(c.ended_at_micros, $4)
+             FROM UNNEST($1::bigint[], $2::text[], $3::text[]) AS x (seq, call_id, account)
+             WHERE c.call_id = x.call_id AND c.account = x.account
+               AND c.state IN {OPEN_CALL_STATES}
+             RETURNING x.seq, c.call_id, c.decision"
+        ),
+        &[
+            &calls.iter().map(|call| call.0 as i64).collect::<Vec<_>>(),
+            &calls.iter().map(|call| call.1).collect::<Vec<_>>(),
+            &calls.iter().map(|call| call.2).collect::<Vec<_>>(),
+            &now_micros,
+        ],
+    )?;
+    let settled_ids: Vec<String> = settled.iter().map(|row| row.get(1)).collect();
+    release_holds(transaction, &settled_ids, HoldsReleased::All)?;
+    Ok(settled
         .iter()
-        .map(|row| row.get(0))
-        .collect();
-    release_holds(transaction, &settled, HoldsReleased::All)
+        .filter(|row| row.get::<_, &str>(2) == Decision::Trunk.as_str())
+        .map(|row| row.get::<_, i64>(0) as usize)
+        .collect())
 }
 
 /// An alert from `ALERT_COLUMNS` starting at column `first`.

@@ -4,12 +4,12 @@
 use super::ledger_store::{
     ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
     ALERT_COLUMNS, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver,
-    AuthorizationAnswer, CALL_RECORD_COLUMNS, CallCursor, CallRecord, CallRefusal, CallRevision,
-    CreditOutcome, DeckRecord, EntryWithKey, HOLD_MISMATCHES_SQL, HoldsReleased, IngestProgress,
-    LedgerStore, LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied,
-    STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall, StoredReject, StoredRevision,
-    call_record_from_columns, columns_of, credit_already_made, kept_alive, now_micros,
-    parents_first, recharge_key,
+    AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor, CallRecord,
+    CallRefusal, CallRevision, CreditOutcome, DeckRecord, EntryWithKey, HOLD_MISMATCHES_SQL,
+    HoldsReleased, IngestProgress, LedgerStore, LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS,
+    RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall,
+    StoredReject, StoredRevision, call_record_from_columns, columns_of, credit_already_made,
+    kept_alive, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -19,8 +19,8 @@ use crate::credit::authorization::{
 use crate::credit::posting::account_chain;
 use crate::credit::posting::{
     AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SharedAccountLinks,
-    call_as_json, charged_calls, decide_fates, outcome_of, progress_after, replayed_outcome,
-    usage_by_account,
+    apply_trunk_class, call_as_json, decide_fates, new_calls, outcome_of, progress_after,
+    replayed_outcome, usage_by_account,
 };
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
@@ -387,7 +387,21 @@ impl LedgerStore for SqliteStore {
                 }
             }
         }
-        let fates = decide_fates(batch, &repeats, &stored_digest);
+        let mut fates = decide_fates(batch, &repeats, &stored_digest);
+        let on_trunk = settle_calls(&transaction, &new_calls(batch, &fates), now)?;
+        apply_trunk_class(&mut fates, &on_trunk);
+        {
+            let columns = CallColumns::of(batch);
+            let mut classify = transaction.prepare_cached(
+                "UPDATE rated_calls SET billing_class = 'trunk' WHERE source = ?1 AND cdr_id = ?2",
+            )?;
+            for index in &on_trunk {
+                classify.execute(params![
+                    columns.source.value(*index),
+                    columns.cdr_id.value(*index)
+                ])?;
+            }
+        }
         {
             let columns = CallColumns::of(batch);
             let mut insert_conflict = transaction.prepare_cached(
@@ -461,7 +475,6 @@ impl LedgerStore for SqliteStore {
                 }
             }
         }
-        settle_calls(&transaction, &charged_calls(batch, &fates), now)?;
         let outcome = outcome_of(batch, &fates, batch_id);
         transaction.execute(
             "UPDATE batches SET rated = ?1, rejected = ?2, duplicates = ?3, conflicts = ?4,
@@ -519,7 +532,7 @@ impl LedgerStore for SqliteStore {
 
     fn ledger_totals(&mut self) -> anyhow::Result<LedgerTotals> {
         let (rated_calls, rated_cost_units): (i64, i64) = self.connection.query_row(
-            "SELECT count(*), coalesce(sum(cost_units), 0) FROM rated_calls",
+            &format!("SELECT count(*), coalesce(sum({CHARGED_UNITS_SQL}), 0) FROM rated_calls"),
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
@@ -799,6 +812,7 @@ impl LedgerStore for SqliteStore {
                         cost_units: row.get(14)?,
                         currency: row.get(15)?,
                         revision: row.get(16)?,
+                        billing_class: row.get(17)?,
                     })
                 },
             )?
@@ -1158,13 +1172,14 @@ fn release_holds(
     Ok(())
 }
 
-/// Settles the authorized calls among a batch's charged calls: their CDR is charged in this
-/// transaction, so what they still hold is released with it.
+/// Settles the authorized calls among a batch's new calls (index, cdr_id, account): their CDR is
+/// posted in this transaction, so what they still hold is released with it. Returns the indexes
+/// of those authorized onto a trunk, which are not charged per minute.
 fn settle_calls(
     transaction: &Transaction<'_>,
-    charged: &[(&str, &str)],
+    calls: &[(usize, &str, &str)],
     now_micros: i64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<usize>> {
     let any_open: bool = transaction.query_row(
         &format!(
             "SELECT EXISTS (SELECT 1 FROM call_authorizations WHERE state IN {OPEN_CALL_STATES})"
@@ -1172,20 +1187,28 @@ fn settle_calls(
         [],
         |row| row.get(0),
     )?;
+    let mut on_trunk = Vec::new();
     if !any_open {
-        return Ok(());
+        return Ok(on_trunk);
     }
     let mut settle = transaction.prepare_cached(&format!(
         "UPDATE call_authorizations SET state = 'settled',
             ended_at_micros = coalesce(ended_at_micros, ?1)
-         WHERE call_id = ?2 AND account = ?3 AND state IN {OPEN_CALL_STATES}"
+         WHERE call_id = ?2 AND account = ?3 AND state IN {OPEN_CALL_STATES}
+         RETURNING decision"
     ))?;
-    for (cdr_id, account) in charged {
-        if settle.execute(params![now_micros, cdr_id, account])? == 1 {
+    for (index, cdr_id, account) in calls {
+        let decision: Option<String> = settle
+            .query_row(params![now_micros, cdr_id, account], |row| row.get(0))
+            .optional()?;
+        if let Some(decision) = decision {
             release_holds(transaction, cdr_id, HoldsReleased::All)?;
+            if decision == Decision::Trunk.as_str() {
+                on_trunk.push(*index);
+            }
         }
     }
-    Ok(())
+    Ok(on_trunk)
 }
 
 fn read_call_record(connection: &Connection, call_id: &str) -> anyhow::Result<Option<CallRecord>> {

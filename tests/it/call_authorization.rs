@@ -18,6 +18,7 @@ const LONDON: &str = "442079460000";
 const CAP_SECONDS: u32 = 600;
 /// What CDRs are rated with: 0.60 a minute in whole minutes, as `price` says.
 const CDR_DECK: &str = "prefix,destination,rate,connect_fee,min_seconds,increment,effective_from,effective_until\n\
+                        1,North America,0.60,0,60,60,2020-01-01,\n\
                         4,Europe,0.60,0,60,60,2020-01-01,\n";
 
 fn units(text: &str) -> i64 {
@@ -441,5 +442,76 @@ fn a_batch_of_authorizations_sees_its_own_holds_and_refusals_stay_per_call() {
             .map(|record| record.as_ref().map(|record| record.state.as_str()))
             .collect();
         assert_eq!(states, [Some("ended"), Some("ended"), None], "{label}");
+    }
+}
+
+#[test]
+fn an_authorized_calls_cdr_is_billed_by_its_decision_and_settles_it() {
+    for test_store in test_stores() {
+        let label = test_store.label;
+        let mut store = prepared(&test_store);
+        for index in 0..6 {
+            let call = request(&format!("t-{index}"), "trunked", US);
+            authorize(store.as_mut(), &call, in_an_hour()).unwrap();
+        }
+        let context = context_for(deck_from_text(CDR_DECK, None), &accounts());
+        // t-0's CDR (on a trunk), and one for a call nobody authorized: 90 s each, 1.20 listed.
+        let mut cdrs = String::from(
+            "cdr_id,account,direction,caller,callee,start_time,answer_time,end_time,billsec,disposition\n",
+        );
+        for id in ["t-0", "unauthorized"] {
+            cdrs.push_str(&format!(
+                "{id},trunked,outbound,14155550001,{US},2026-11-20T10:00:00Z,2026-11-20T10:00:01Z,\
+                 2026-11-20T10:01:31Z,90,ANSWERED\n"
+            ));
+        }
+        let outcome = store
+            .post_batch(&batch_from_csv(
+                &context,
+                "t-cdrs",
+                OriginKind::SpoolFile,
+                &cdrs,
+            ))
+            .unwrap();
+        assert_eq!(outcome.rated, 2, "{label}");
+        assert_eq!(
+            outcome.charged_units,
+            units("1.20"),
+            "{label}: only the unauthorized call"
+        );
+        assert_eq!(
+            store.account("trunked").unwrap().unwrap().balance_units,
+            units("-1.20"),
+            "{label}"
+        );
+        assert_eq!(store.call_record("t-0").unwrap().unwrap().state, "settled");
+        let calls = store
+            .rated_calls_of("trunked", 0, i64::MAX, None, 10)
+            .unwrap();
+        let classes: Vec<(&str, &str, i64)> = calls
+            .iter()
+            .map(|call| {
+                (
+                    call.cdr_id.as_str(),
+                    call.billing_class.as_str(),
+                    call.cost_units,
+                )
+            })
+            .collect();
+        assert_eq!(
+            classes,
+            [
+                ("t-0", "trunk", units("1.20")),
+                ("unauthorized", "per_minute", units("1.20"))
+            ],
+            "{label}: the trunk call keeps its list price"
+        );
+        // Its trunk is free again: the next call takes it.
+        let next = authorize(store.as_mut(), &request("t-6", "trunked", US), in_an_hour()).unwrap();
+        assert_eq!(next.decision, Decision::Trunk, "{label}");
+        let totals = store.ledger_totals().unwrap();
+        assert_eq!(totals.rated_cost_units, units("1.20"), "{label}");
+        assert!(totals.balance_mismatches.is_empty(), "{label}");
+        assert!(totals.hold_mismatches.is_empty(), "{label}");
     }
 }
