@@ -43,6 +43,9 @@ pub fn alert_event(alert: &StoredAlert, currency: &str) -> serde_json::Value {
             .into();
         event["local_date"] = alert.local_date.clone().into();
     }
+    if let Some(call_id) = &alert.call_id {
+        event["call_id"] = call_id.clone().into();
+    }
     event
 }
 
@@ -107,6 +110,7 @@ mod tests {
                 attempts: 1,
                 last_error: None,
                 delivered_at_micros: None,
+                call_id: None,
             },
             currency: "USD".to_string(),
             webhook_url: Some("http://127.0.0.1:1/hook".to_string()),

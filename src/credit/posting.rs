@@ -67,6 +67,9 @@ pub struct PostingOutcome {
     /// True when the origin had been posted before and nothing was done this time.
     #[serde(default)]
     pub replayed: bool,
+    /// Calls denied at authorization whose CDR came anyway (charged, flagged, alerted).
+    #[serde(default)]
+    pub limit_exceeded: u64,
 }
 
 impl PostingOutcome {
@@ -77,6 +80,7 @@ impl PostingOutcome {
         self.duplicates += other.duplicates;
         self.conflicts += other.conflicts;
         self.charged_units += other.charged_units;
+        self.limit_exceeded += other.limit_exceeded;
     }
 }
 
@@ -273,6 +277,39 @@ pub fn new_calls<'b>(
         .filter(|(_, fate)| **fate == CallFate::Charged)
         .map(|(index, _)| (index, cdr_ids.value(index), accounts.value(index)))
         .collect()
+}
+
+/// What posting a batch found of its calls' authorizations, by index into the batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SettledCalls {
+    /// Authorized onto a trunk: stored at list price, not charged.
+    pub on_trunk: Vec<usize>,
+    /// Denied at authorization, yet the call happened: charged per minute, flagged and alerted.
+    pub over_limit: Vec<usize>,
+}
+
+impl SettledCalls {
+    /// Sorts one settled authorization by its decision.
+    pub fn add(&mut self, index: usize, decision: &str) {
+        if decision == "trunk" {
+            self.on_trunk.push(index);
+        } else if decision == "deny" {
+            self.over_limit.push(index);
+        }
+    }
+
+    /// (index, billing class) of the calls whose class is not `per_minute`.
+    pub fn billing_classes(&self) -> Vec<(usize, &'static str)> {
+        self.on_trunk
+            .iter()
+            .map(|index| (*index, "trunk"))
+            .chain(
+                self.over_limit
+                    .iter()
+                    .map(|index| (*index, "limit_exceeded")),
+            )
+            .collect()
+    }
 }
 
 /// Marks the calls authorized onto a trunk (by index) as such: they are stored but not charged.

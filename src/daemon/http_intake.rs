@@ -336,6 +336,7 @@ fn answer_json(
         "conflicts": outcome.conflicts,
         "charged": ledger_decimal(outcome.charged_units).to_string(),
         "replayed": outcome.replayed,
+        "limit_exceeded": outcome.limit_exceeded,
         "rejects": rejects,
     }))
     .into_response()

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub authorizations: IntCounterVec,
     pub authorization_seconds: Histogram,
     pub calls_expired: IntCounter,
+    pub calls_limit_exceeded: IntCounter,
 }
 
 impl Metrics {
@@ -129,6 +130,10 @@ impl Metrics {
                 "decision",
             ),
             authorization_seconds,
+            calls_limit_exceeded: counter(
+                "tollgate_calls_limit_exceeded_total",
+                "CDRs of calls denied at authorization (charged per minute, flagged, alerted)",
+            ),
             calls_expired: counter(
                 "tollgate_calls_expired_total",
                 "Authorized calls released because neither keepalive nor end came in time",

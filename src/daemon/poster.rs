@@ -297,6 +297,14 @@ fn record_outcome(
     metrics.cdrs_rated.inc_by(outcome.rated);
     metrics.cdrs_duplicate.inc_by(outcome.duplicates);
     metrics.cdrs_conflict.inc_by(outcome.conflicts);
+    metrics.calls_limit_exceeded.inc_by(outcome.limit_exceeded);
+    if outcome.limit_exceeded > 0 {
+        tracing::warn!(
+            origin = %batch.origin.label,
+            calls = outcome.limit_exceeded,
+            "calls denied at authorization happened anyway: charged per minute, flagged limit_exceeded"
+        );
+    }
     for reject in &batch.rejects {
         metrics
             .cdrs_rejected

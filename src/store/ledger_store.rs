@@ -53,7 +53,7 @@ pub struct CreditOutcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredAlert {
     pub id: i64,
-    /// `threshold_crossed` or `auto_recharge`.
+    /// `threshold_crossed`, `auto_recharge` or `limit_exceeded`.
     pub kind: String,
     pub account: String,
     /// The threshold crossed, or the auto-recharge threshold the balance was below.
@@ -71,10 +71,14 @@ pub struct StoredAlert {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub delivered_at_micros: Option<i64>,
+    /// The call of a `limit_exceeded` alert.
+    pub call_id: Option<String>,
 }
 
 pub const ALERT_KIND_THRESHOLD: &str = "threshold_crossed";
 pub const ALERT_KIND_RECHARGE: &str = "auto_recharge";
+/// A call that was denied at authorization but whose CDR came anyway: charged per minute, flagged.
+pub const ALERT_KIND_LIMIT_EXCEEDED: &str = "limit_exceeded";
 
 /// An alert claimed for delivery, with what delivering it needs from its account.
 #[derive(Clone, Debug)]
@@ -386,8 +390,9 @@ pub trait LedgerStore: Send {
     /// hold, including those authorized earlier in the same batch; `decide` answers; a call let
     /// through records its holds until `expires_at_micros` unless kept alive. The same call id
     /// again with the same call gets the first answer back (`replayed`); with another call it is
-    /// refused, as is an unknown account, without failing the rest. Denials are not kept: the
-    /// same call id may be asked again once money or a trunk is free.
+    /// refused, as is an unknown account, without failing the rest. A denial is kept (should the
+    /// call happen anyway, its CDR is flagged `limit_exceeded`), but the same call id asked again
+    /// is decided afresh, since money or a trunk may have come free.
     fn authorize_calls(
         &mut self,
         requests: &[AuthorizationRequest],
@@ -513,8 +518,43 @@ pub enum HoldsReleased {
     TrunksOnly,
 }
 
-/// Calls whose holds a posted CDR settles, and those the expiry releases.
+/// What an earlier authorization of the same call id answers now: the stored answer again
+/// (`replayed`), a refusal when it was for another call, or `None` when it was a denial, which
+/// is decided again.
+pub fn earlier_answer(
+    call_id: &str,
+    identity: &str,
+    stored_identity: &str,
+    stored_answer: &str,
+    stored_state: &str,
+) -> anyhow::Result<Option<Result<AuthorizationAnswer, CallRefusal>>> {
+    if stored_identity != identity {
+        return Ok(Some(Err(CallRefusal::CallIdReused(call_id.to_string()))));
+    }
+    if stored_state == "denied" {
+        return Ok(None);
+    }
+    Ok(Some(Ok(AuthorizationAnswer {
+        authorization: serde_json::from_str(stored_answer).context("stored answer")?,
+        replayed: true,
+    })))
+}
+
+/// Stores an authorization's answer: a new call id, or one denied before and decided again.
+pub const UPSERT_AUTHORIZATION_SQL: &str = "INSERT INTO call_authorizations (call_id, account,
+        identity, decision, state, answer_json, authorized_at_micros, expires_at_micros)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (call_id) DO UPDATE SET decision = excluded.decision, state = excluded.state,
+        answer_json = excluded.answer_json, authorized_at_micros = excluded.authorized_at_micros,
+        expires_at_micros = excluded.expires_at_micros";
+
+/// Calls the expiry releases.
 pub const OPEN_CALL_STATES: &str = "('active', 'ended')";
+/// Calls a posted CDR settles: the open ones, and the denied (a CDR for them is over a limit).
+pub const SETTLEABLE_CALL_STATES: &str = "('active', 'ended', 'denied')";
+/// A settled call's new state: `limit_exceeded` when it had been denied, else `settled`.
+pub const SETTLED_STATE_SQL: &str =
+    "CASE WHEN state = 'denied' THEN 'limit_exceeded' ELSE 'settled' END";
 
 /// What a keepalive answers once the expiry is pushed: the call, or a refusal when it had ended.
 pub fn kept_alive(record: Option<CallRecord>) -> anyhow::Result<Option<CallRecord>> {
@@ -763,8 +803,8 @@ pub const ACCOUNT_UPSERT_CHANGES: &str = "name = excluded.name, parent = exclude
 /// The alert columns in the order both stores select them.
 pub const ALERT_COLUMNS: &str = "id, kind, account, threshold_units, balance_units, \
     amount_units, local_date, batch_id, created_at_micros, delivery_state, attempts, last_error, \
-    delivered_at_micros";
-pub const ALERT_COLUMN_COUNT: usize = 13;
+    delivered_at_micros, call_id";
+pub const ALERT_COLUMN_COUNT: usize = 14;
 
 /// `columns` (a comma-separated list) each qualified by `table`: `a.id, a.kind, …`.
 pub fn columns_of(table: &str, columns: &str) -> String {

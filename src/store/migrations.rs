@@ -4,7 +4,8 @@
 //! Version 2 adds the alerts outbox: an alert row is written in the posting's transaction and
 //! delivered afterwards. Version 3 adds `recharge_runs`: one row per account and local date, the
 //! store's guarantee that the daily auto-recharge runs at most once. Version 4 turns the alerts
-//! outbox into one of events (threshold crossings and auto-recharges) with their delivery record
+//! outbox into one of events (threshold crossings, auto-recharges, calls over a limit) with their
+//! delivery record
 //! (alerts raised before delivery existed are marked `not_sent`, not sent late in a burst),
 //! and adds rerating: a revision number on each rated call, the history of its revisions, the runs
 //! that made them, and the index by account and start time that rerating and the portal read by.
@@ -173,6 +174,7 @@ ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'threshold_crossed';
 ALTER TABLE alerts ADD COLUMN amount_units INTEGER;
 ALTER TABLE alerts ADD COLUMN local_date TEXT;
 ALTER TABLE alerts ADD COLUMN delivered_at_micros INTEGER;
+ALTER TABLE alerts ADD COLUMN call_id TEXT;
 UPDATE alerts SET delivery_state = 'not_sent' WHERE delivery_state = 'pending';
 ALTER TABLE rated_calls ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX rated_calls_by_account_time ON rated_calls (account, start_time_micros);
@@ -395,6 +397,7 @@ ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'threshold_crossed';
 ALTER TABLE alerts ADD COLUMN amount_units BIGINT;
 ALTER TABLE alerts ADD COLUMN local_date TEXT;
 ALTER TABLE alerts ADD COLUMN delivered_at_micros BIGINT;
+ALTER TABLE alerts ADD COLUMN call_id TEXT;
 UPDATE alerts SET delivery_state = 'not_sent' WHERE delivery_state = 'pending';
 ALTER TABLE rated_calls ADD COLUMN revision BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX rated_calls_by_account_time ON rated_calls (account, start_time_micros);

@@ -12,13 +12,14 @@
 
 use super::ledger_store::{
     ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
-    ALERT_COLUMNS, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver,
-    AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor, CallRecord,
-    CallRefusal, CallRevision, CreditOutcome, DeckRecord, EntryWithKey, HOLD_MISMATCHES_SQL,
-    HoldsReleased, IngestProgress, LedgerStore, LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS,
-    RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall,
-    StoredReject, StoredRevision, call_record_from_columns, columns_of, credit_already_made,
-    kept_alive, now_micros, parents_first, recharge_key,
+    ALERT_COLUMNS, ALERT_KIND_LIMIT_EXCEEDED, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery,
+    AlertToDeliver, AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor,
+    CallRecord, CallRefusal, CallRevision, CreditOutcome, DeckRecord, EntryWithKey,
+    HOLD_MISMATCHES_SQL, HoldsReleased, IngestProgress, LedgerStore, LedgerTotals,
+    OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, SETTLEABLE_CALL_STATES,
+    SETTLED_STATE_SQL, STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall, StoredReject,
+    StoredRevision, UPSERT_AUTHORIZATION_SQL, call_record_from_columns, columns_of,
+    credit_already_made, earlier_answer, kept_alive, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -27,9 +28,9 @@ use crate::credit::authorization::{
 };
 use crate::credit::posting::account_chain;
 use crate::credit::posting::{
-    AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SharedAccountLinks,
-    apply_trunk_class, call_as_json, decide_fates, new_calls, outcome_of, progress_after,
-    replayed_outcome, usage_by_account,
+    AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SettledCalls,
+    SharedAccountLinks, apply_trunk_class, call_as_json, decide_fates, new_calls, outcome_of,
+    progress_after, replayed_outcome, usage_by_account,
 };
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
@@ -466,23 +467,25 @@ impl LedgerStore for PostgresStore {
                 .collect()
         };
         let mut fates = decide_fates(batch, &repeats, &stored_digest);
-        let on_trunk = settle_calls(&mut transaction, &new_calls(batch, &fates), now)?;
-        apply_trunk_class(&mut fates, &on_trunk);
-        if !on_trunk.is_empty() {
+        let settled = settle_calls(&mut transaction, &new_calls(batch, &fates), now)?;
+        apply_trunk_class(&mut fates, &settled.on_trunk);
+        let classes = settled.billing_classes();
+        if !classes.is_empty() {
             let columns = CallColumns::of(batch);
             transaction.execute(
-                "UPDATE rated_calls r SET billing_class = 'trunk'
-                 FROM UNNEST($1::text[], $2::text[]) AS t (source, cdr_id)
+                "UPDATE rated_calls r SET billing_class = t.class
+                 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t (source, cdr_id, class)
                  WHERE r.source = t.source AND r.cdr_id = t.cdr_id",
                 &[
-                    &on_trunk
+                    &classes
                         .iter()
-                        .map(|index| columns.source.value(*index))
+                        .map(|(index, _)| columns.source.value(*index))
                         .collect::<Vec<_>>(),
-                    &on_trunk
+                    &classes
                         .iter()
-                        .map(|index| columns.cdr_id.value(*index))
+                        .map(|(index, _)| columns.cdr_id.value(*index))
                         .collect::<Vec<_>>(),
+                    &classes.iter().map(|(_, class)| *class).collect::<Vec<_>>(),
                 ],
             )?;
         }
@@ -608,7 +611,34 @@ impl LedgerStore for PostgresStore {
                 )?;
             }
         }
-        let outcome = outcome_of(batch, &fates, batch_id);
+        if !settled.over_limit.is_empty() {
+            let columns = CallColumns::of(batch);
+            transaction.execute(
+                &format!(
+                    "INSERT INTO alerts (kind, account, threshold_units, balance_units, batch_id,
+                        created_at_micros, call_id)
+                     SELECT '{ALERT_KIND_LIMIT_EXCEEDED}', a.id, 0, a.balance_units, $3, $4, x.call_id
+                     FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS x (call_id, account, n)
+                     JOIN accounts a ON a.id = x.account ORDER BY x.n"
+                ),
+                &[
+                    &settled
+                        .over_limit
+                        .iter()
+                        .map(|index| columns.cdr_id.value(*index))
+                        .collect::<Vec<_>>(),
+                    &settled
+                        .over_limit
+                        .iter()
+                        .map(|index| columns.account.value(*index))
+                        .collect::<Vec<_>>(),
+                    &batch_id,
+                    &now,
+                ],
+            )?;
+        }
+        let mut outcome = outcome_of(batch, &fates, batch_id);
+        outcome.limit_exceeded = settled.over_limit.len() as u64;
         transaction.execute(
             "UPDATE batches SET rated = $1, rejected = $2, duplicates = $3, conflicts = $4,
                 charged_units = $5 WHERE id = $6",
@@ -1324,16 +1354,16 @@ fn authorize_in(
 ) -> anyhow::Result<Result<AuthorizationAnswer, CallRefusal>> {
     let identity = request.identity();
     if let Some(row) = transaction.query_opt(
-        "SELECT identity, answer_json FROM call_authorizations WHERE call_id = $1",
+        "SELECT identity, answer_json, state FROM call_authorizations WHERE call_id = $1",
         &[&request.call_id],
+    )? && let Some(answered) = earlier_answer(
+        &request.call_id,
+        &identity,
+        row.get(0),
+        row.get(1),
+        row.get(2),
     )? {
-        if row.get::<_, &str>(0) != identity {
-            return Ok(Err(CallRefusal::CallIdReused(request.call_id.clone())));
-        }
-        return Ok(Ok(AuthorizationAnswer {
-            authorization: serde_json::from_str(row.get(1)).context("stored answer")?,
-            replayed: true,
-        }));
+        return Ok(answered);
     }
     let Some(chain) = chain else {
         return Ok(Err(CallRefusal::UnknownAccount(request.account.clone())));
@@ -1348,21 +1378,25 @@ fn authorize_in(
         .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
         .collect();
     let authorization = decide(request, &chain_levels(chain, accounts, &holds)?);
+    let state = if authorization.decision == Decision::Deny {
+        "denied"
+    } else {
+        "active"
+    };
+    transaction.execute(
+        UPSERT_AUTHORIZATION_SQL,
+        &[
+            &request.call_id,
+            &request.account,
+            &identity,
+            &authorization.decision.as_str(),
+            &state,
+            &serde_json::to_string(&authorization)?,
+            &now_micros(),
+            &expires_at_micros,
+        ],
+    )?;
     if authorization.decision != Decision::Deny {
-        transaction.execute(
-            "INSERT INTO call_authorizations (call_id, account, identity, decision, state,
-                answer_json, authorized_at_micros, expires_at_micros)
-             VALUES ($1, $2, $3, $4, 'active', $5, $6, $7)",
-            &[
-                &request.call_id,
-                &request.account,
-                &identity,
-                &authorization.decision.as_str(),
-                &serde_json::to_string(&authorization)?,
-                &now_micros(),
-                &expires_at_micros,
-            ],
-        )?;
         let holds = &authorization.holds;
         transaction.execute(
             "WITH held AS (
@@ -1429,31 +1463,32 @@ fn release_holds(
 }
 
 /// Settles the authorized calls among a batch's new calls (index, cdr_id, account): their CDR is
-/// posted in this transaction, so what they still hold is released with it. Returns the indexes
-/// of those authorized onto a trunk, which are not charged per minute.
+/// posted in this transaction, so what they still hold is released with it; a call denied at
+/// authorization is over a limit.
 fn settle_calls(
     transaction: &mut postgres::Transaction<'_>,
     calls: &[(usize, &str, &str)],
     now_micros: i64,
-) -> anyhow::Result<Vec<usize>> {
+) -> anyhow::Result<SettledCalls> {
+    let mut settled = SettledCalls::default();
     let any_open: bool = transaction
         .query_one(
             &format!(
-                "SELECT EXISTS (SELECT 1 FROM call_authorizations WHERE state IN {OPEN_CALL_STATES})"
+                "SELECT EXISTS (SELECT 1 FROM call_authorizations WHERE state IN {SETTLEABLE_CALL_STATES})"
             ),
             &[],
         )?
         .get(0);
     if !any_open || calls.is_empty() {
-        return Ok(Vec::new());
+        return Ok(settled);
     }
-    let settled = transaction.query(
+    let rows = transaction.query(
         &format!(
-            "UPDATE call_authorizations c SET state = 'settled',
+            "UPDATE call_authorizations c SET state = {SETTLED_STATE_SQL},
                 ended_at_micros = coalesce(c.ended_at_micros, $4)
              FROM UNNEST($1::bigint[], $2::text[], $3::text[]) AS x (seq, call_id, account)
              WHERE c.call_id = x.call_id AND c.account = x.account
-               AND c.state IN {OPEN_CALL_STATES}
+               AND c.state IN {SETTLEABLE_CALL_STATES}
              RETURNING x.seq, c.call_id, c.decision"
         ),
         &[
@@ -1463,13 +1498,12 @@ fn settle_calls(
             &now_micros,
         ],
     )?;
-    let settled_ids: Vec<String> = settled.iter().map(|row| row.get(1)).collect();
+    let settled_ids: Vec<String> = rows.iter().map(|row| row.get(1)).collect();
     release_holds(transaction, &settled_ids, HoldsReleased::All)?;
-    Ok(settled
-        .iter()
-        .filter(|row| row.get::<_, &str>(2) == Decision::Trunk.as_str())
-        .map(|row| row.get::<_, i64>(0) as usize)
-        .collect())
+    for row in &rows {
+        settled.add(row.get::<_, i64>(0) as usize, row.get(2));
+    }
+    Ok(settled)
 }
 
 /// An alert from `ALERT_COLUMNS` starting at column `first`.
@@ -1488,5 +1522,6 @@ fn alert_from_row(row: &postgres::Row, first: usize) -> StoredAlert {
         attempts: row.get(first + 10),
         last_error: row.get(first + 11),
         delivered_at_micros: row.get(first + 12),
+        call_id: row.get(first + 13),
     }
 }

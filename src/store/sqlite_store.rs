@@ -3,13 +3,14 @@
 
 use super::ledger_store::{
     ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
-    ALERT_COLUMNS, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery, AlertToDeliver,
-    AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor, CallRecord,
-    CallRefusal, CallRevision, CreditOutcome, DeckRecord, EntryWithKey, HOLD_MISMATCHES_SQL,
-    HoldsReleased, IngestProgress, LedgerStore, LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS,
-    RechargeRun, RevisionsApplied, STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall,
-    StoredReject, StoredRevision, call_record_from_columns, columns_of, credit_already_made,
-    kept_alive, now_micros, parents_first, recharge_key,
+    ALERT_COLUMNS, ALERT_KIND_LIMIT_EXCEEDED, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery,
+    AlertToDeliver, AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor,
+    CallRecord, CallRefusal, CallRevision, CreditOutcome, DeckRecord, EntryWithKey,
+    HOLD_MISMATCHES_SQL, HoldsReleased, IngestProgress, LedgerStore, LedgerTotals,
+    OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, SETTLEABLE_CALL_STATES,
+    SETTLED_STATE_SQL, STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall, StoredReject,
+    StoredRevision, UPSERT_AUTHORIZATION_SQL, call_record_from_columns, columns_of,
+    credit_already_made, earlier_answer, kept_alive, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -18,9 +19,9 @@ use crate::credit::authorization::{
 };
 use crate::credit::posting::account_chain;
 use crate::credit::posting::{
-    AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SharedAccountLinks,
-    apply_trunk_class, call_as_json, decide_fates, new_calls, outcome_of, progress_after,
-    replayed_outcome, usage_by_account,
+    AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SettledCalls,
+    SharedAccountLinks, apply_trunk_class, call_as_json, decide_fates, new_calls, outcome_of,
+    progress_after, replayed_outcome, usage_by_account,
 };
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
@@ -388,17 +389,18 @@ impl LedgerStore for SqliteStore {
             }
         }
         let mut fates = decide_fates(batch, &repeats, &stored_digest);
-        let on_trunk = settle_calls(&transaction, &new_calls(batch, &fates), now)?;
-        apply_trunk_class(&mut fates, &on_trunk);
+        let settled = settle_calls(&transaction, &new_calls(batch, &fates), now)?;
+        apply_trunk_class(&mut fates, &settled.on_trunk);
         {
             let columns = CallColumns::of(batch);
             let mut classify = transaction.prepare_cached(
-                "UPDATE rated_calls SET billing_class = 'trunk' WHERE source = ?1 AND cdr_id = ?2",
+                "UPDATE rated_calls SET billing_class = ?1 WHERE source = ?2 AND cdr_id = ?3",
             )?;
-            for index in &on_trunk {
+            for (index, class) in settled.billing_classes() {
                 classify.execute(params![
-                    columns.source.value(*index),
-                    columns.cdr_id.value(*index)
+                    class,
+                    columns.source.value(index),
+                    columns.cdr_id.value(index)
                 ])?;
             }
         }
@@ -475,7 +477,25 @@ impl LedgerStore for SqliteStore {
                 }
             }
         }
-        let outcome = outcome_of(batch, &fates, batch_id);
+        {
+            let columns = CallColumns::of(batch);
+            let mut alert = transaction.prepare_cached(&format!(
+                "INSERT INTO alerts (kind, account, threshold_units, balance_units, batch_id,
+                    created_at_micros, call_id)
+                 SELECT '{ALERT_KIND_LIMIT_EXCEEDED}', id, 0, balance_units, ?1, ?2, ?3
+                 FROM accounts WHERE id = ?4"
+            ))?;
+            for index in &settled.over_limit {
+                alert.execute(params![
+                    batch_id,
+                    now,
+                    columns.cdr_id.value(*index),
+                    columns.account.value(*index)
+                ])?;
+            }
+        }
+        let mut outcome = outcome_of(batch, &fates, batch_id);
+        outcome.limit_exceeded = settled.over_limit.len() as u64;
         transaction.execute(
             "UPDATE batches SET rated = ?1, rejected = ?2, duplicates = ?3, conflicts = ?4,
                 charged_units = ?5 WHERE id = ?6",
@@ -1064,18 +1084,24 @@ fn authorize_in(
     decide: &mut dyn FnMut(&AuthorizationRequest, &[ChainLevel]) -> Authorization,
 ) -> anyhow::Result<Result<AuthorizationAnswer, CallRefusal>> {
     let identity = request.identity();
-    let earlier: Option<(String, String)> = transaction
-        .prepare_cached("SELECT identity, answer_json FROM call_authorizations WHERE call_id = ?1")?
-        .query_row([&request.call_id], |row| Ok((row.get(0)?, row.get(1)?)))
+    let earlier: Option<(String, String, String)> = transaction
+        .prepare_cached(
+            "SELECT identity, answer_json, state FROM call_authorizations WHERE call_id = ?1",
+        )?
+        .query_row([&request.call_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .optional()?;
-    if let Some((stored_identity, answer)) = earlier {
-        if stored_identity != identity {
-            return Ok(Err(CallRefusal::CallIdReused(request.call_id.clone())));
-        }
-        return Ok(Ok(AuthorizationAnswer {
-            authorization: serde_json::from_str(&answer).context("stored answer")?,
-            replayed: true,
-        }));
+    if let Some((stored_identity, answer, state)) = earlier
+        && let Some(answered) = earlier_answer(
+            &request.call_id,
+            &identity,
+            &stored_identity,
+            &answer,
+            &state,
+        )?
+    {
+        return Ok(answered);
     }
     if !links.parents.contains_key(&request.account) {
         return Ok(Err(CallRefusal::UnknownAccount(request.account.clone())));
@@ -1104,22 +1130,24 @@ fn authorize_in(
         }
     }
     let authorization = decide(request, &chain_levels(&chain, &accounts, &holds)?);
+    let state = if authorization.decision == Decision::Deny {
+        "denied"
+    } else {
+        "active"
+    };
+    transaction
+        .prepare_cached(&UPSERT_AUTHORIZATION_SQL.replace('$', "?"))?
+        .execute(params![
+            request.call_id,
+            request.account,
+            identity,
+            authorization.decision.as_str(),
+            state,
+            serde_json::to_string(&authorization)?,
+            now_micros(),
+            expires_at_micros
+        ])?;
     if authorization.decision != Decision::Deny {
-        transaction
-            .prepare_cached(
-                "INSERT INTO call_authorizations (call_id, account, identity, decision, state,
-                    answer_json, authorized_at_micros, expires_at_micros)
-                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                request.call_id,
-                request.account,
-                identity,
-                authorization.decision.as_str(),
-                serde_json::to_string(&authorization)?,
-                now_micros(),
-                expires_at_micros
-            ])?;
         let mut hold = transaction.prepare_cached(
             "INSERT INTO call_holds (call_id, account, trunk_kind, reserved_units)
              VALUES (?1, ?2, ?3, ?4)",
@@ -1173,28 +1201,28 @@ fn release_holds(
 }
 
 /// Settles the authorized calls among a batch's new calls (index, cdr_id, account): their CDR is
-/// posted in this transaction, so what they still hold is released with it. Returns the indexes
-/// of those authorized onto a trunk, which are not charged per minute.
+/// posted in this transaction, so what they still hold is released with it; a call denied at
+/// authorization is over a limit.
 fn settle_calls(
     transaction: &Transaction<'_>,
     calls: &[(usize, &str, &str)],
     now_micros: i64,
-) -> anyhow::Result<Vec<usize>> {
+) -> anyhow::Result<SettledCalls> {
+    let mut settled = SettledCalls::default();
     let any_open: bool = transaction.query_row(
         &format!(
-            "SELECT EXISTS (SELECT 1 FROM call_authorizations WHERE state IN {OPEN_CALL_STATES})"
+            "SELECT EXISTS (SELECT 1 FROM call_authorizations WHERE state IN {SETTLEABLE_CALL_STATES})"
         ),
         [],
         |row| row.get(0),
     )?;
-    let mut on_trunk = Vec::new();
     if !any_open {
-        return Ok(on_trunk);
+        return Ok(settled);
     }
     let mut settle = transaction.prepare_cached(&format!(
-        "UPDATE call_authorizations SET state = 'settled',
+        "UPDATE call_authorizations SET state = {SETTLED_STATE_SQL},
             ended_at_micros = coalesce(ended_at_micros, ?1)
-         WHERE call_id = ?2 AND account = ?3 AND state IN {OPEN_CALL_STATES}
+         WHERE call_id = ?2 AND account = ?3 AND state IN {SETTLEABLE_CALL_STATES}
          RETURNING decision"
     ))?;
     for (index, cdr_id, account) in calls {
@@ -1203,12 +1231,10 @@ fn settle_calls(
             .optional()?;
         if let Some(decision) = decision {
             release_holds(transaction, cdr_id, HoldsReleased::All)?;
-            if decision == Decision::Trunk.as_str() {
-                on_trunk.push(*index);
-            }
+            settled.add(*index, &decision);
         }
     }
-    Ok(on_trunk)
+    Ok(settled)
 }
 
 fn read_call_record(connection: &Connection, call_id: &str) -> anyhow::Result<Option<CallRecord>> {
@@ -1248,5 +1274,6 @@ fn alert_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Sto
         attempts: row.get(first + 10)?,
         last_error: row.get(first + 11)?,
         delivered_at_micros: row.get(first + 12)?,
+        call_id: row.get(first + 13)?,
     })
 }

@@ -454,12 +454,39 @@ fn an_authorized_calls_cdr_is_billed_by_its_decision_and_settles_it() {
             let call = request(&format!("t-{index}"), "trunked", US);
             authorize(store.as_mut(), &call, in_an_hour()).unwrap();
         }
+        // Every trunk busy and no per-minute allowed: denied. Asked again once a trunk is free,
+        // a denied call id is decided afresh.
+        let retry = request("retry", "trunked", US);
+        let denied = authorize(store.as_mut(), &retry, in_an_hour()).unwrap();
+        assert_eq!(denied.reason, "no_trunk_available", "{label}");
+        store.end_call("t-5", now_micros(), in_an_hour()).unwrap();
+        let again = store
+            .authorize_call(&retry, in_an_hour(), &mut |chain| {
+                decide(
+                    &retry,
+                    chain,
+                    &TrunkEligibility::default(),
+                    Some(&price),
+                    CAP_SECONDS,
+                )
+            })
+            .unwrap();
+        assert_eq!(
+            (again.authorization.decision, again.replayed),
+            (Decision::Trunk, false),
+            "{label}"
+        );
+        let over = request("over", "trunked", US);
+        let refused = authorize(store.as_mut(), &over, in_an_hour()).unwrap();
+        assert_eq!(refused.decision, Decision::Deny, "{label}");
+
+        // t-0's CDR (on a trunk), one for a call nobody authorized, and one for the call denied
+        // that happened anyway: 90 s each, 1.20 listed.
         let context = context_for(deck_from_text(CDR_DECK, None), &accounts());
-        // t-0's CDR (on a trunk), and one for a call nobody authorized: 90 s each, 1.20 listed.
         let mut cdrs = String::from(
             "cdr_id,account,direction,caller,callee,start_time,answer_time,end_time,billsec,disposition\n",
         );
-        for id in ["t-0", "unauthorized"] {
+        for id in ["t-0", "unauthorized", "over"] {
             cdrs.push_str(&format!(
                 "{id},trunked,outbound,14155550001,{US},2026-11-20T10:00:00Z,2026-11-20T10:00:01Z,\
                  2026-11-20T10:01:31Z,90,ANSWERED\n"
@@ -473,18 +500,35 @@ fn an_authorized_calls_cdr_is_billed_by_its_decision_and_settles_it() {
                 &cdrs,
             ))
             .unwrap();
-        assert_eq!(outcome.rated, 2, "{label}");
+        assert_eq!((outcome.rated, outcome.limit_exceeded), (3, 1), "{label}");
         assert_eq!(
             outcome.charged_units,
-            units("1.20"),
-            "{label}: only the unauthorized call"
+            units("2.40"),
+            "{label}: all but the trunk call"
         );
+        let balance = store.account("trunked").unwrap().unwrap().balance_units;
+        assert_eq!(balance, units("-2.40"), "{label}");
+        assert_eq!(store.call_record("t-0").unwrap().unwrap().state, "settled");
         assert_eq!(
-            store.account("trunked").unwrap().unwrap().balance_units,
-            units("-1.20"),
+            store.call_record("over").unwrap().unwrap().state,
+            "limit_exceeded"
+        );
+        let alerts = store.alerts_of("trunked").unwrap();
+        let flagged: Vec<(&str, Option<&str>, i64)> = alerts
+            .iter()
+            .map(|alert| {
+                (
+                    alert.kind.as_str(),
+                    alert.call_id.as_deref(),
+                    alert.balance_units,
+                )
+            })
+            .collect();
+        assert_eq!(
+            flagged,
+            [("limit_exceeded", Some("over"), units("-2.40"))],
             "{label}"
         );
-        assert_eq!(store.call_record("t-0").unwrap().unwrap().state, "settled");
         let calls = store
             .rated_calls_of("trunked", 0, i64::MAX, None, 10)
             .unwrap();
@@ -501,16 +545,17 @@ fn an_authorized_calls_cdr_is_billed_by_its_decision_and_settles_it() {
         assert_eq!(
             classes,
             [
+                ("over", "limit_exceeded", units("1.20")),
                 ("t-0", "trunk", units("1.20")),
-                ("unauthorized", "per_minute", units("1.20"))
+                ("unauthorized", "per_minute", units("1.20")),
             ],
             "{label}: the trunk call keeps its list price"
         );
         // Its trunk is free again: the next call takes it.
-        let next = authorize(store.as_mut(), &request("t-6", "trunked", US), in_an_hour()).unwrap();
+        let next = authorize(store.as_mut(), &request("t-7", "trunked", US), in_an_hour()).unwrap();
         assert_eq!(next.decision, Decision::Trunk, "{label}");
         let totals = store.ledger_totals().unwrap();
-        assert_eq!(totals.rated_cost_units, units("1.20"), "{label}");
+        assert_eq!(totals.rated_cost_units, units("2.40"), "{label}");
         assert!(totals.balance_mismatches.is_empty(), "{label}");
         assert!(totals.hold_mismatches.is_empty(), "{label}");
     }
