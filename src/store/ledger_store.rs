@@ -540,14 +540,6 @@ pub fn earlier_answer(
     })))
 }
 
-/// Stores an authorization's answer: a new call id, or one denied before and decided again.
-pub const UPSERT_AUTHORIZATION_SQL: &str = "INSERT INTO call_authorizations (call_id, account,
-        identity, decision, state, answer_json, authorized_at_micros, expires_at_micros)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-    ON CONFLICT (call_id) DO UPDATE SET decision = excluded.decision, state = excluded.state,
-        answer_json = excluded.answer_json, authorized_at_micros = excluded.authorized_at_micros,
-        expires_at_micros = excluded.expires_at_micros";
-
 /// Calls the expiry releases.
 pub const OPEN_CALL_STATES: &str = "('active', 'ended')";
 /// Calls a posted CDR settles: the open ones, and the denied (a CDR for them is over a limit).

@@ -18,8 +18,8 @@ use super::ledger_store::{
     HOLD_MISMATCHES_SQL, HoldsReleased, IngestProgress, LedgerStore, LedgerTotals,
     OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, SETTLEABLE_CALL_STATES,
     SETTLED_STATE_SQL, STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall, StoredReject,
-    StoredRevision, UPSERT_AUTHORIZATION_SQL, call_record_from_columns, columns_of,
-    credit_already_made, earlier_answer, kept_alive, now_micros, parents_first, recharge_key,
+    StoredRevision, call_record_from_columns, columns_of, credit_already_made, earlier_answer,
+    kept_alive, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -1216,16 +1216,155 @@ impl LedgerStore for PostgresStore {
                 Ok((row.get(0), (account_row(row).into_account()?, balance)))
             })
             .collect::<anyhow::Result<_>>()?;
+        // The batch is decided in memory from two reads (earlier answers of its call ids, hold
+        // totals of its accounts), kept up to date as it goes, and written with three statements:
+        // a constant handful of round trips whatever the batch's size.
+        let mut earlier: HashMap<String, (String, String, String)> = transaction
+            .query(
+                "SELECT call_id, identity, answer_json, state FROM call_authorizations
+                 WHERE call_id = ANY($1)",
+                &[&call_ids],
+            )?
+            .iter()
+            .map(|row| (row.get(0), (row.get(1), row.get(2), row.get(3))))
+            .collect();
+        let mut totals: BTreeMap<(String, String), (i64, i64)> = transaction
+            .query(
+                "SELECT account, trunk_kind, calls, reserved_units FROM account_holds
+                 WHERE account = ANY($1)",
+                &[&accounts.keys().collect::<Vec<_>>()],
+            )?
+            .iter()
+            .map(|row| ((row.get(0), row.get(1)), (row.get(2), row.get(3))))
+            .collect();
+        let now = now_micros();
         let mut answers = Vec::with_capacity(requests.len());
+        // Per call id, the last decision of the batch: (request, identity, decision, state, answer).
+        let mut decided: BTreeMap<&str, DecidedCall> = BTreeMap::new();
+        let mut new_holds: Vec<(&str, String, &'static str, i64)> = Vec::new();
         for (request, chain) in requests.iter().zip(&chains) {
-            answers.push(authorize_in(
-                &mut transaction,
-                request,
-                chain.as_deref(),
-                &accounts,
-                expires_at_micros,
-                &mut *decide,
-            )?);
+            let identity = request.identity();
+            if let Some((stored_identity, answer, state)) = earlier.get(&request.call_id)
+                && let Some(answered) =
+                    earlier_answer(&request.call_id, &identity, stored_identity, answer, state)?
+            {
+                answers.push(answered);
+                continue;
+            }
+            let Some(chain) = chain else {
+                answers.push(Err(CallRefusal::UnknownAccount(request.account.clone())));
+                continue;
+            };
+            let held: Vec<(String, String, i64, i64)> = totals
+                .iter()
+                .filter(|((account, _), _)| chain.contains(account))
+                .map(|((account, kind), (calls, reserved))| {
+                    (account.clone(), kind.clone(), *calls, *reserved)
+                })
+                .collect();
+            let authorization = decide(request, &chain_levels(chain, &accounts, &held)?);
+            let state = if authorization.decision == Decision::Deny {
+                "denied"
+            } else {
+                for hold in &authorization.holds {
+                    let kind = trunk_kind_text(hold.trunk);
+                    let total = totals
+                        .entry((hold.account.clone(), kind.to_string()))
+                        .or_insert((0, 0));
+                    total.0 += 1;
+                    total.1 += hold.reserved_units;
+                    new_holds.push((
+                        &request.call_id,
+                        hold.account.clone(),
+                        kind,
+                        hold.reserved_units,
+                    ));
+                }
+                "active"
+            };
+            let answer = serde_json::to_string(&authorization)?;
+            earlier.insert(
+                request.call_id.clone(),
+                (identity.clone(), answer.clone(), state.to_string()),
+            );
+            decided.insert(
+                &request.call_id,
+                (
+                    request,
+                    identity,
+                    authorization.decision.as_str(),
+                    state,
+                    answer,
+                ),
+            );
+            answers.push(Ok(AuthorizationAnswer {
+                authorization,
+                replayed: false,
+            }));
+        }
+        if !decided.is_empty() {
+            let rows: Vec<_> = decided.values().collect();
+            transaction.execute(
+                "INSERT INTO call_authorizations (call_id, account, identity, decision, state,
+                    answer_json, authorized_at_micros, expires_at_micros)
+                 SELECT c, a, i, d, s, j, $7, $8
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[]) AS x (c, a, i, d, s, j)
+                 ON CONFLICT (call_id) DO UPDATE SET decision = excluded.decision,
+                    state = excluded.state, answer_json = excluded.answer_json,
+                    authorized_at_micros = excluded.authorized_at_micros,
+                    expires_at_micros = excluded.expires_at_micros",
+                &[
+                    &rows
+                        .iter()
+                        .map(|row| row.0.call_id.as_str())
+                        .collect::<Vec<_>>(),
+                    &rows
+                        .iter()
+                        .map(|row| row.0.account.as_str())
+                        .collect::<Vec<_>>(),
+                    &rows.iter().map(|row| row.1.as_str()).collect::<Vec<_>>(),
+                    &rows.iter().map(|row| row.2).collect::<Vec<_>>(),
+                    &rows.iter().map(|row| row.3).collect::<Vec<_>>(),
+                    &rows.iter().map(|row| row.4.as_str()).collect::<Vec<_>>(),
+                    &now,
+                    &expires_at_micros,
+                ],
+            )?;
+        }
+        if !new_holds.is_empty() {
+            let mut deltas: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+            for (_, account, kind, reserved) in &new_holds {
+                let delta = deltas.entry((account.as_str(), kind)).or_insert((0, 0));
+                delta.0 += 1;
+                delta.1 += reserved;
+            }
+            transaction.execute(
+                "INSERT INTO call_holds (call_id, account, trunk_kind, reserved_units)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])",
+                &[
+                    &new_holds.iter().map(|hold| hold.0).collect::<Vec<_>>(),
+                    &new_holds
+                        .iter()
+                        .map(|hold| hold.1.as_str())
+                        .collect::<Vec<_>>(),
+                    &new_holds.iter().map(|hold| hold.2).collect::<Vec<_>>(),
+                    &new_holds.iter().map(|hold| hold.3).collect::<Vec<_>>(),
+                ],
+            )?;
+            transaction.execute(
+                "INSERT INTO account_holds (account, trunk_kind, calls, reserved_units)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+                 ON CONFLICT (account, trunk_kind) DO UPDATE
+                 SET calls = account_holds.calls + excluded.calls,
+                     reserved_units = account_holds.reserved_units + excluded.reserved_units",
+                &[
+                    &deltas.keys().map(|key| key.0).collect::<Vec<_>>(),
+                    &deltas.keys().map(|key| key.1).collect::<Vec<_>>(),
+                    &deltas.values().map(|delta| delta.0).collect::<Vec<_>>(),
+                    &deltas.values().map(|delta| delta.1).collect::<Vec<_>>(),
+                ],
+            )?;
         }
         transaction.commit()?;
         Ok(answers)
@@ -1342,94 +1481,14 @@ impl LedgerStore for PostgresStore {
     }
 }
 
-/// One authorization inside a batch's transaction, its chain's accounts already locked (see
-/// `LedgerStore::authorize_calls`). `chain` is `None` for an unknown account.
-fn authorize_in(
-    transaction: &mut postgres::Transaction<'_>,
-    request: &AuthorizationRequest,
-    chain: Option<&[String]>,
-    accounts: &BTreeMap<String, (Account, i64)>,
-    expires_at_micros: i64,
-    decide: &mut dyn FnMut(&AuthorizationRequest, &[ChainLevel]) -> Authorization,
-) -> anyhow::Result<Result<AuthorizationAnswer, CallRefusal>> {
-    let identity = request.identity();
-    if let Some(row) = transaction.query_opt(
-        "SELECT identity, answer_json, state FROM call_authorizations WHERE call_id = $1",
-        &[&request.call_id],
-    )? && let Some(answered) = earlier_answer(
-        &request.call_id,
-        &identity,
-        row.get(0),
-        row.get(1),
-        row.get(2),
-    )? {
-        return Ok(answered);
-    }
-    let Some(chain) = chain else {
-        return Ok(Err(CallRefusal::UnknownAccount(request.account.clone())));
-    };
-    let holds: Vec<(String, String, i64, i64)> = transaction
-        .query(
-            "SELECT account, trunk_kind, calls, reserved_units FROM account_holds
-             WHERE account = ANY($1)",
-            &[&chain],
-        )?
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
-        .collect();
-    let authorization = decide(request, &chain_levels(chain, accounts, &holds)?);
-    let state = if authorization.decision == Decision::Deny {
-        "denied"
-    } else {
-        "active"
-    };
-    transaction.execute(
-        UPSERT_AUTHORIZATION_SQL,
-        &[
-            &request.call_id,
-            &request.account,
-            &identity,
-            &authorization.decision.as_str(),
-            &state,
-            &serde_json::to_string(&authorization)?,
-            &now_micros(),
-            &expires_at_micros,
-        ],
-    )?;
-    if authorization.decision != Decision::Deny {
-        let holds = &authorization.holds;
-        transaction.execute(
-            "WITH held AS (
-                INSERT INTO call_holds (call_id, account, trunk_kind, reserved_units)
-                SELECT $1, a, k, r FROM UNNEST($2::text[], $3::text[], $4::bigint[]) AS h (a, k, r)
-                RETURNING account, trunk_kind, reserved_units)
-             INSERT INTO account_holds (account, trunk_kind, calls, reserved_units)
-             SELECT account, trunk_kind, 1, reserved_units FROM held
-             ON CONFLICT (account, trunk_kind) DO UPDATE
-             SET calls = account_holds.calls + 1,
-                 reserved_units = account_holds.reserved_units + excluded.reserved_units",
-            &[
-                &request.call_id,
-                &holds
-                    .iter()
-                    .map(|hold| hold.account.as_str())
-                    .collect::<Vec<_>>(),
-                &holds
-                    .iter()
-                    .map(|hold| trunk_kind_text(hold.trunk))
-                    .collect::<Vec<_>>(),
-                &holds
-                    .iter()
-                    .map(|hold| hold.reserved_units)
-                    .collect::<Vec<_>>(),
-            ],
-        )?;
-    }
-    Ok(Ok(AuthorizationAnswer {
-        authorization,
-        replayed: false,
-    }))
-}
+/// A call decided in a batch: (request, identity, decision, state, answer JSON).
+type DecidedCall<'r> = (
+    &'r AuthorizationRequest,
+    String,
+    &'static str,
+    &'static str,
+    String,
+);
 
 /// Deletes the calls' holds (or only their trunks) and takes them off their accounts' running
 /// totals. The accounts are locked first, in id order, as authorizations lock them, so a release

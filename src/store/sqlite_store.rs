@@ -9,8 +9,8 @@ use super::ledger_store::{
     HOLD_MISMATCHES_SQL, HoldsReleased, IngestProgress, LedgerStore, LedgerTotals,
     OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, SETTLEABLE_CALL_STATES,
     SETTLED_STATE_SQL, STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall, StoredReject,
-    StoredRevision, UPSERT_AUTHORIZATION_SQL, call_record_from_columns, columns_of,
-    credit_already_made, earlier_answer, kept_alive, now_micros, parents_first, recharge_key,
+    StoredRevision, call_record_from_columns, columns_of, credit_already_made, earlier_answer,
+    kept_alive, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -31,6 +31,14 @@ use anyhow::{Context, bail};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+
+/// Stores an authorization's answer: a new call id, or one denied before and decided again.
+const UPSERT_AUTHORIZATION_SQL: &str = "INSERT INTO call_authorizations (call_id, account,
+        identity, decision, state, answer_json, authorized_at_micros, expires_at_micros)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+    ON CONFLICT (call_id) DO UPDATE SET decision = excluded.decision, state = excluded.state,
+        answer_json = excluded.answer_json, authorized_at_micros = excluded.authorized_at_micros,
+        expires_at_micros = excluded.expires_at_micros";
 
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT_MILLISECONDS: u64 = 30_000;
@@ -1136,7 +1144,7 @@ fn authorize_in(
         "active"
     };
     transaction
-        .prepare_cached(&UPSERT_AUTHORIZATION_SQL.replace('$', "?"))?
+        .prepare_cached(UPSERT_AUTHORIZATION_SQL)?
         .execute(params![
             request.call_id,
             request.account,
