@@ -146,3 +146,7 @@ pub const CALL_BATCH_MAX: usize = 256;
 
 /// How long an ended call's reserved money waits for its CDR (default): an hour.
 pub const CALL_SETTLE_SECONDS: u32 = 3_600;
+
+/// How long a denial is kept to recognise its call's CDR should the call happen anyway (flagged
+/// limit_exceeded); after that the denial is closed, and posting stops looking for its CDR.
+pub const DENIAL_KEPT_SECONDS: i64 = 86_400;

@@ -449,7 +449,8 @@ pub trait LedgerStore: Send {
     }
 
     /// Releases what calls past their time still hold: an active call without keepalive
-    /// (`expired`), an ended call whose CDR never came (`unsettled`); returns how many.
+    /// (`expired`), an ended call whose CDR never came (`unsettled`); returns how many. Denials
+    /// older than `limits::DENIAL_KEPT_SECONDS` are closed too (not counted).
     fn expire_calls(&mut self, now_micros: i64) -> anyhow::Result<u64>;
 
     fn call_record(&mut self, call_id: &str) -> anyhow::Result<Option<CallRecord>>;
@@ -475,7 +476,8 @@ pub struct CallRecord {
     pub call_id: String,
     pub account: String,
     /// `active`, `ended` (trunk free, money held until its CDR), `settled` (its CDR charged),
-    /// `expired` (no keepalive in time) or `unsettled` (no CDR in time).
+    /// `expired` (no keepalive in time), `unsettled` (no CDR in time), `denied`, `limit_exceeded`
+    /// (denied, and its CDR came) or `closed` (denied, and no CDR came within a day).
     pub state: String,
     pub authorization: Authorization,
     pub expires_at_micros: i64,

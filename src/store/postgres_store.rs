@@ -35,6 +35,7 @@ use crate::credit::posting::{
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
 use crate::credit::trunks::trunk_kind_text;
+use crate::limits::DENIAL_KEPT_SECONDS;
 use anyhow::{Context, bail};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
@@ -1438,6 +1439,11 @@ impl LedgerStore for PostgresStore {
             .map(|row| row.get(0))
             .collect();
         release_holds(&mut transaction, &expired, HoldsReleased::All)?;
+        transaction.execute(
+            "UPDATE call_authorizations SET state = 'closed'
+             WHERE state = 'denied' AND authorized_at_micros < $1",
+            &[&(now_micros - DENIAL_KEPT_SECONDS * 1_000_000)],
+        )?;
         transaction.commit()?;
         Ok(expired.len() as u64)
     }

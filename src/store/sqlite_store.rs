@@ -26,6 +26,7 @@ use crate::credit::posting::{
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
 use crate::credit::trunks::trunk_kind_text;
+use crate::limits::DENIAL_KEPT_SECONDS;
 use crate::limits::{SQLITE_CACHE_KIBIBYTES, SQLITE_WAL_CHECKPOINT_PAGES};
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -1050,6 +1051,11 @@ impl LedgerStore for SqliteStore {
         for call_id in &expired {
             release_holds(&transaction, call_id, HoldsReleased::All)?;
         }
+        transaction.execute(
+            "UPDATE call_authorizations SET state = 'closed'
+             WHERE state = 'denied' AND authorized_at_micros < ?1",
+            params![now_micros - DENIAL_KEPT_SECONDS * 1_000_000],
+        )?;
         transaction.commit()?;
         Ok(expired.len() as u64)
     }

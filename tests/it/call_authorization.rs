@@ -361,6 +361,13 @@ fn calls_release_what_they_hold_on_end_or_expiry_and_survive_a_restart() {
         );
         let totals = store.ledger_totals().unwrap();
         assert!(totals.hold_mismatches.is_empty(), "{label}: {totals:?}");
+        // A day later every call is released and the denial of up-6 is closed.
+        store
+            .expire_calls(now_micros() + 2 * 86_400_000_000)
+            .unwrap();
+        assert_eq!(store.call_record("up-6").unwrap().unwrap().state, "closed");
+        let totals = store.ledger_totals().unwrap();
+        assert!(totals.hold_mismatches.is_empty(), "{label}: {totals:?}");
     }
 }
 
