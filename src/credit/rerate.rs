@@ -264,7 +264,19 @@ pub fn run_rerate(
             )?;
             let Some(last) = calls.last() else { break };
             after = Some(last.cursor());
+            let fetched = calls.len();
             let mut revisions = Vec::new();
+            // Only the calls of the direction whose deck was given: the others are not this
+            // rerate's business (an account's inbound deck may not be the one corrected).
+            let profile = book.accounts.get(account);
+            let calls: Vec<StoredCall> = calls
+                .into_iter()
+                .filter(|call| {
+                    let deck = Direction::parse(&call.direction)
+                        .and_then(|direction| profile.and_then(|p| p.deck_for(direction)));
+                    deck.is_none_or(|name| deck_names.contains(&name))
+                })
+                .collect();
             for call in &calls {
                 match reprice_call(call, decks, &deck_choice) {
                     Ok(Some(revision)) => revisions.push(revision),
@@ -292,7 +304,7 @@ pub fn run_rerate(
             }
             summary.calls_changed = applied_total.changed;
             progress(&summary);
-            if calls.len() < RERATE_PAGE_CALLS {
+            if fetched < RERATE_PAGE_CALLS {
                 break;
             }
         }

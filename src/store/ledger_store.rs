@@ -490,7 +490,7 @@ pub enum CallRefusal {
     UnknownAccount(String),
     #[error("call id {0:?} was authorized before for another call")]
     CallIdReused(String),
-    #[error("call {0:?} has ended")]
+    #[error("call {0:?} is not up: it ended, expired or was denied")]
     CallEnded(String),
 }
 

@@ -461,7 +461,7 @@ fn calls_are_authorized_over_http_within_their_limits() {
             ),
             ("/v1/calls/authorize", &reused, 409, "authorized before"),
             ("/v1/calls/never-seen/end", "", 404, "no call"),
-            (&keepalive_ended, "", 409, "has ended"),
+            (&keepalive_ended, "", 409, "is not up"),
         ];
         for (path, body, expected, message) in cases {
             let (status, answer) = daemon.request("POST", path, &json, body.as_bytes());

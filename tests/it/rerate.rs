@@ -28,6 +28,7 @@ const CALLS: &[(&str, &str, &str, u32, u32)] = &[
     ("g2", "grandchild", NEW_YORK, 20, 60),   // 0.60 -> 0.60, unchanged
     ("late", "grandchild", NEW_YORK, 25, 61), // outside the period: stays 1.20
     ("c1", "child", CALIFORNIA, 19, 60),      // 0.60 -> 0.90
+    ("c-in", "child", CALIFORNIA, 19, 60),    // inbound, and child's inbound deck is not given
     ("s1", "solo", CALIFORNIA, 18, 60),       // 0.60 -> 0.90, crosses solo's -0.75
     ("o1", "other", CALIFORNIA, 20, 60),      // other's deck is not given: untouched
 ];
@@ -51,7 +52,12 @@ fn accounts() -> Vec<Account> {
             "test"
         };
         account.outbound_deck = Some(deck.into());
-        account.inbound_deck = Some(deck.into());
+        let inbound = if account.id == "child" {
+            "legacy"
+        } else {
+            deck
+        };
+        account.inbound_deck = Some(inbound.into());
     }
     accounts[3].thresholds = vec!["-0.75".parse().unwrap()];
     accounts
@@ -63,8 +69,13 @@ fn store_with_rated_calls(test_store: &TestStore) -> Box<dyn LedgerStore> {
     let context = context_for(deck_from_text(FIRST_DECK, None), &accounts());
     let mut text = HEADER.to_string();
     for (id, account, callee, day, billsec) in CALLS {
+        let direction = if id.ends_with("-in") {
+            "inbound"
+        } else {
+            "outbound"
+        };
         text.push_str(&format!(
-            "{id},{account},outbound,15550000001,{callee},2026-11-{day}T10:00:00Z,\
+            "{id},{account},{direction},15550000001,{callee},2026-11-{day}T10:00:00Z,\
              2026-11-{day}T10:00:01Z,2026-11-{day}T10:10:00Z,{billsec},ANSWERED\n"
         ));
     }
@@ -122,8 +133,8 @@ fn rerate_moves_only_the_difference_and_twice_is_once() {
         let label = test_store.label;
         let mut store = store_with_rated_calls(&test_store);
         let before = expected(&[
-            ("root", "-3.60"),
-            ("child", "-3.60"),
+            ("root", "-4.20"),
+            ("child", "-4.20"),
             ("grandchild", "-3.00"),
             ("solo", "-0.60"),
             ("other", "-0.60"),
@@ -140,8 +151,8 @@ fn rerate_moves_only_the_difference_and_twice_is_once() {
         assert_eq!(summary.charged_more_units["USD"], units("0.60"), "{label}");
         // grandchild +0.59; child and root +0.59 - 0.30; solo -0.30; other untouched.
         let after = expected(&[
-            ("root", "-3.31"),
-            ("child", "-3.31"),
+            ("root", "-3.91"),
+            ("child", "-3.91"),
             ("grandchild", "-2.41"),
             ("solo", "-0.90"),
             ("other", "-0.60"),
@@ -149,8 +160,10 @@ fn rerate_moves_only_the_difference_and_twice_is_once() {
         assert_eq!(balances(store.as_mut()), after, "{label}");
         let totals = store.ledger_totals().unwrap();
         assert!(totals.balance_mismatches.is_empty(), "{label}: {totals:?}");
-        // The stored calls now carry their new costs: 0.61 + 0.60 + 1.20 + 0.90 + 0.90 + 0.60.
-        assert_eq!(totals.rated_cost_units, units("4.81"), "{label}");
+        // The stored calls now carry their new costs: 0.61 + 0.60 + 1.20 + 0.90 + 0.60 (c-in,
+        // untouched) + 0.90 + 0.60.
+        assert_eq!(totals.rated_cost_units, units("5.41"), "{label}");
+        assert!(summary.calls_not_priced.is_empty(), "{label}: {summary:?}");
 
         // The history of g1: one revision, old and new cost and deck versions.
         let history = store.call_revisions_of("test", "g1").unwrap();
@@ -213,8 +226,8 @@ fn concurrent_rerates_move_each_call_once() {
         assert_eq!(
             balances(store.as_mut()),
             expected(&[
-                ("root", "-3.31"),
-                ("child", "-3.31"),
+                ("root", "-3.91"),
+                ("child", "-3.91"),
                 ("grandchild", "-2.41"),
                 ("solo", "-0.90"),
                 ("other", "-0.60"),
@@ -276,7 +289,7 @@ fn the_rerate_command_prints_its_summary_and_a_second_run_changes_nothing() {
         let mut store = test_store.open();
         assert_eq!(
             store.account("root").unwrap().unwrap().balance_units,
-            units("-3.01"),
+            units("-3.61"),
             "{label}"
         );
     }
