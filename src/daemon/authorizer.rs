@@ -5,7 +5,6 @@
 
 use super::DaemonShared;
 use super::http_calls::decide_with_rates;
-use crate::batch::rated_block::RatingContext;
 use crate::credit::authorization::AuthorizationRequest;
 use crate::limits::CALL_BATCH_MAX;
 use crate::store::ledger_store::{
@@ -21,7 +20,6 @@ pub type Reply<T> = oneshot::Sender<anyhow::Result<T>>;
 pub enum CallWork {
     Authorize {
         request: AuthorizationRequest,
-        context: Arc<RatingContext>,
         reply: Reply<Result<AuthorizationAnswer, CallRefusal>>,
     },
     Keepalive {
@@ -80,11 +78,7 @@ fn answer_batch(
     let mut keepalives = Vec::new();
     for work in batch {
         match work {
-            CallWork::Authorize {
-                request,
-                context,
-                reply,
-            } => authorizations.push((request, context, reply)),
+            CallWork::Authorize { request, reply } => authorizations.push((request, reply)),
             CallWork::End { call_id, reply } => ends.push((call_id, reply)),
             CallWork::Keepalive { call_id, reply } => keepalives.push((call_id, reply)),
         }
@@ -92,25 +86,22 @@ fn answer_batch(
     if !authorizations.is_empty() {
         let requests: Vec<AuthorizationRequest> = authorizations
             .iter()
-            .map(|(request, _, _)| request.clone())
+            .map(|(request, _)| request.clone())
             .collect();
         let expires_at = now_micros() + i64::from(shared.config.call_ttl_seconds) * 1_000_000;
-        let mut index = 0;
+        // The whole batch is priced with the decks and accounts current when it is decided.
+        let context = shared.rating.context();
         let answered = store.authorize_calls(&requests, expires_at, &mut |request, chain| {
-            // Requests are decided in order, so the position says whose rating context to use.
-            while authorizations[index].0.call_id != request.call_id {
-                index += 1;
-            }
-            decide_with_rates(shared, &authorizations[index].1, request, chain)
+            decide_with_rates(shared, &context, request, chain)
         });
         match answered {
             Ok(answers) => {
-                for ((_, _, reply), answer) in authorizations.into_iter().zip(answers) {
+                for ((_, reply), answer) in authorizations.into_iter().zip(answers) {
                     let _ = reply.send(Ok(answer));
                 }
             }
             Err(error) => {
-                for (_, _, reply) in authorizations {
+                for (_, reply) in authorizations {
                     let _ = reply.send(Err(anyhow::anyhow!("{error:#}")));
                 }
                 return Err(error);

@@ -154,14 +154,9 @@ pub async fn authorize(State(shared): State<Arc<DaemonShared>>, body: Bytes) -> 
         Ok(request) => request,
         Err(problem) => return error_response(StatusCode::BAD_REQUEST, problem),
     };
-    let context = shared.rating.context();
-    let answered = through_authorizer(&shared, |reply| CallWork::Authorize {
-        request,
-        context: Arc::clone(&context),
-        reply,
-    })
-    .await
-    .and_then(|answer| answer.map_err(anyhow::Error::from));
+    let answered = through_authorizer(&shared, |reply| CallWork::Authorize { request, reply })
+        .await
+        .and_then(|answer| answer.map_err(anyhow::Error::from));
     let answer = match answered {
         Ok(answer) => answer,
         Err(error) => return refusal_response(&error),

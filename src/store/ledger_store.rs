@@ -75,7 +75,6 @@ pub struct StoredAlert {
     pub call_id: Option<String>,
 }
 
-pub const ALERT_KIND_THRESHOLD: &str = "threshold_crossed";
 pub const ALERT_KIND_RECHARGE: &str = "auto_recharge";
 /// A call that was denied at authorization but whose CDR came anyway: charged per minute, flagged.
 pub const ALERT_KIND_LIMIT_EXCEEDED: &str = "limit_exceeded";
