@@ -5,3 +5,4 @@ pub mod pipeline;
 pub mod progress;
 pub mod rated_block;
 pub mod summary;
+pub mod trunk_pass;

@@ -9,7 +9,9 @@ use super::rated_block::{
     RatedBlock, RatingContext, RowStatus, rate_csv_block, rate_decoded_records,
 };
 use super::summary::Summary;
-use crate::credit::accounts::parse_accounts_csv;
+use super::trunk_pass::{BillingClasses, classify_by_trunk_sweep};
+use crate::credit::accounts::{AccountBook, parse_accounts_csv};
+use crate::credit::trunks::TrunkEligibility;
 use crate::ingest::canonical_csv::{CanonicalColumns, read_canonical_header};
 use crate::ingest::deck_files::load_native_decks;
 use crate::ingest::parquet_cdrs::ParquetCdrReader;
@@ -54,7 +56,7 @@ pub struct RateJob {
 }
 
 /// An input file, checked before anything is written.
-struct InputFile {
+pub(super) struct InputFile {
     path: PathBuf,
     name: String,
     kind: InputKind,
@@ -72,7 +74,7 @@ enum InputKind {
 }
 
 /// A unit of work for the raters.
-struct WorkItem {
+pub(super) struct WorkItem {
     file_index: usize,
     content: WorkContent,
     /// Bytes of the file (or rows of a Parquet file) done once this item is.
@@ -95,13 +97,20 @@ enum WorkContent {
 /// columns. Bad rows are not errors: they go to the rejects file.
 pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let context = Arc::new(load_rating_context(job)?);
+    let (context, book) = load_rating_context(job)?;
+    let context = Arc::new(context);
     let inputs = Arc::new(
         job.files
             .iter()
             .map(|path| open_input(path))
             .collect::<anyhow::Result<Vec<_>>>()?,
     );
+    let classes = match &book {
+        Some(book) => {
+            classify_by_trunk_sweep(&context, &inputs, book, &TrunkEligibility::default())?
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&job.out_dir)
         .with_context(|| format!("cannot create the output folder {}", job.out_dir.display()))?;
     let rated_name = match job.output_format {
@@ -134,6 +143,11 @@ pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
         rejects_output: rejects_path.display().to_string(),
         ..Summary::default()
     };
+    let no_classes = BillingClasses::default();
+    let classes = classes.as_ref().map_or(&no_classes, |classes| {
+        summary.billing_classes = Some(Default::default());
+        classes
+    });
     let mut ordered = OrderedPass::new(&inputs, context.decks.len());
     let total_progress: u64 = inputs.iter().map(|input| input.size_bytes).sum();
     let mut progress = Progress::new(job.show_progress, total_progress);
@@ -162,7 +176,14 @@ pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
                     return Ok(None);
                 };
                 for (item, block) in items.iter().zip(&mut blocks) {
-                    ordered.apply(item.file_index, &inputs, block, &mut rejects, &mut summary)?;
+                    ordered.apply(
+                        item.file_index,
+                        &inputs,
+                        block,
+                        classes,
+                        &mut rejects,
+                        &mut summary,
+                    )?;
                 }
                 let done = items
                     .last()
@@ -171,7 +192,7 @@ pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
                 Ok(Some(
                     blocks
                         .par_iter()
-                        .map(|block| rated_record_batch(block, &context, scales, &schema))
+                        .map(|block| rated_record_batch(block, &context, scales, &schema, classes))
                         .collect(),
                 ))
             },
@@ -202,7 +223,7 @@ pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
     }
     writer_result?;
     rejects.finish()?;
-    summary.set_total_cost(&context, &ordered.cost_by_deck);
+    summary.set_total_cost(&context, &ordered.cost_by_deck, &ordered.trunk_cost_by_deck);
     assert!(
         summary.invariant_holds(),
         "rows_read = rated + rejected + duplicates: {summary:?}"
@@ -227,13 +248,14 @@ fn partial_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn load_rating_context(job: &RateJob) -> anyhow::Result<RatingContext> {
+/// The decks and deck choice, and the accounts when `--accounts` was given.
+fn load_rating_context(job: &RateJob) -> anyhow::Result<(RatingContext, Option<AccountBook>)> {
     if job.deck_paths.is_empty() {
         bail!("no deck: give at least one --deck");
     }
     let decks = load_native_decks(&job.deck_paths).map_err(|problems| anyhow!(problems))?;
-    let deck_choice = match &job.accounts_path {
-        None if decks.len() == 1 => DeckChoice::Single(0),
+    let (deck_choice, book) = match &job.accounts_path {
+        None if decks.len() == 1 => (DeckChoice::Single(0), None),
         None => bail!(
             "{} decks were given: --accounts must say which account uses which",
             decks.len()
@@ -249,15 +271,18 @@ fn load_rating_context(job: &RateJob) -> anyhow::Result<RatingContext> {
                         problems.join("\n  ")
                     )
                 })?;
-            DeckChoice::by_account(&book, &decks).map_err(|problem| anyhow!(problem))?
+            let choice =
+                DeckChoice::by_account(&book, &decks).map_err(|problem| anyhow!(problem))?;
+            (choice, Some(book))
         }
     };
-    Ok(RatingContext {
+    let context = RatingContext {
         decks: Arc::new(decks),
         deck_choice,
         input_time_zone: job.input_time_zone,
         default_source: job.source.clone(),
-    })
+    };
+    Ok((context, book))
 }
 
 /// Opens an input and checks its header, so that an unusable file stops the run before any output.
@@ -306,7 +331,7 @@ fn open_input(path: &Path) -> anyhow::Result<InputFile> {
 }
 
 /// The reader thread: every input, in order, as work items. Stops early when the receiver is gone.
-fn read_inputs(inputs: &[InputFile], sender: &Sender<Result<WorkItem, String>>) {
+pub(super) fn read_inputs(inputs: &[InputFile], sender: &Sender<Result<WorkItem, String>>) {
     for (file_index, input) in inputs.iter().enumerate() {
         let result = match &input.kind {
             InputKind::Csv { columns: None, .. } => Ok(()),
@@ -381,7 +406,11 @@ fn read_parquet_input(
     Ok(())
 }
 
-fn rate_item(context: &RatingContext, inputs: &[InputFile], item: &WorkItem) -> RatedBlock {
+pub(super) fn rate_item(
+    context: &RatingContext,
+    inputs: &[InputFile],
+    item: &WorkItem,
+) -> RatedBlock {
     match (&item.content, &inputs[item.file_index].kind) {
         (
             WorkContent::Csv { bytes, skip_bytes },
@@ -434,6 +463,8 @@ struct OrderedPass {
     /// Progress units of the files before each file.
     progress_before: Vec<u64>,
     pub cost_by_deck: Vec<i128>,
+    /// List price of the calls on trunks (not charged), per deck.
+    pub trunk_cost_by_deck: Vec<i128>,
 }
 
 impl OrderedPass {
@@ -458,6 +489,7 @@ impl OrderedPass {
                 .collect(),
             progress_before,
             cost_by_deck: vec![0; n_decks],
+            trunk_cost_by_deck: vec![0; n_decks],
         }
     }
 
@@ -472,6 +504,7 @@ impl OrderedPass {
         file_index: usize,
         inputs: &[InputFile],
         block: &mut RatedBlock,
+        classes: &BillingClasses,
         rejects: &mut RejectsFile,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
@@ -511,7 +544,12 @@ impl OrderedPass {
         }
         self.next_line[file_index] += block.n_lines;
         summary.rows_read += block.n_records;
-        summary.add_rows(block, &mut self.cost_by_deck);
+        summary.add_rows(
+            block,
+            classes,
+            &mut self.cost_by_deck,
+            &mut self.trunk_cost_by_deck,
+        );
         Ok(())
     }
 }

@@ -2,7 +2,9 @@
 //! Invariant: rows_read = rated + rejected + duplicates.
 
 use crate::batch::rated_block::{RatedBlock, RatingContext, RowStatus};
+use crate::batch::trunk_pass::BillingClasses;
 use crate::cdr::RejectReason;
+use crate::credit::trunk_sweep::BillingClass;
 use crate::money::Money;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -19,8 +21,14 @@ pub struct Summary {
     /// Duplicates whose content differed from the first occurrence: worth a look.
     pub conflicting_duplicates: u64,
     pub billable_seconds: u64,
-    /// Total cost of rated calls per currency.
+    /// Total cost of the rated calls charged (all but those on trunks) per currency.
     pub total_cost: BTreeMap<String, Money>,
+    /// With `--accounts` whose accounts have trunks or limits: rated calls per billing class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub billing_classes: Option<BTreeMap<String, u64>>,
+    /// List price of the calls on trunks (recorded, not charged) per currency.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub trunk_list_cost: BTreeMap<String, Money>,
     pub seconds_taken: f64,
     pub rated_output: String,
     pub rejects_output: String,
@@ -37,14 +45,27 @@ impl Summary {
 
     /// Adds a block whose statuses are final; parse rejects are counted separately, as the
     /// ordered pass writes them.
-    pub fn add_rows(&mut self, block: &RatedBlock, cost_by_deck: &mut [i128]) {
+    pub fn add_rows(
+        &mut self,
+        block: &RatedBlock,
+        classes: &BillingClasses,
+        cost_by_deck: &mut [i128],
+        trunk_cost_by_deck: &mut [i128],
+    ) {
         for row in 0..block.n_rows() {
             match block.status[row] {
                 RowStatus::Rated => {
                     self.rated += 1;
                     self.billable_seconds += u64::from(block.billable_seconds[row]);
-                    cost_by_deck[usize::from(block.deck[row])] +=
-                        i128::from(block.cost_mantissa[row]);
+                    let class = classes.of(block.key_digest[row]);
+                    let costs = match class {
+                        BillingClass::Trunk => &mut *trunk_cost_by_deck,
+                        _ => &mut *cost_by_deck,
+                    };
+                    costs[usize::from(block.deck[row])] += i128::from(block.cost_mantissa[row]);
+                    if let Some(counts) = &mut self.billing_classes {
+                        *counts.entry(class.as_str().to_string()).or_default() += 1;
+                    }
                 }
                 RowStatus::Rejected(_) => {}
                 RowStatus::Duplicate { same_content } => {
@@ -58,11 +79,27 @@ impl Summary {
     }
 
     /// Folds per-deck cost mantissas into totals per currency.
-    pub fn set_total_cost(&mut self, context: &RatingContext, cost_by_deck: &[i128]) {
+    pub fn set_total_cost(
+        &mut self,
+        context: &RatingContext,
+        cost_by_deck: &[i128],
+        trunk_cost_by_deck: &[i128],
+    ) {
         self.total_cost.clear();
-        for (deck, &mantissa) in context.decks.iter().zip(cost_by_deck) {
+        self.trunk_list_cost.clear();
+        for (deck, (&charged, &on_trunks)) in context
+            .decks
+            .iter()
+            .zip(cost_by_deck.iter().zip(trunk_cost_by_deck))
+        {
             *self.total_cost.entry(deck.currency.clone()).or_default() +=
-                Money::from_scaled(mantissa, deck.rounding.decimals);
+                Money::from_scaled(charged, deck.rounding.decimals);
+            if on_trunks != 0 {
+                *self
+                    .trunk_list_cost
+                    .entry(deck.currency.clone())
+                    .or_default() += Money::from_scaled(on_trunks, deck.rounding.decimals);
+            }
         }
     }
 

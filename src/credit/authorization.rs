@@ -9,7 +9,7 @@
 //! reservations) buys, capped. That cost is reserved on every level until the call ends.
 
 use super::accounts::{Account, AccountStatus};
-use super::trunks::{TrunkEligibility, TrunkKind};
+use super::trunks::{TrunkEligibility, TrunkKind, has_trunks, pool_with_room};
 use crate::cdr::Direction;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -54,23 +54,11 @@ pub struct ChainLevel {
 }
 
 impl ChainLevel {
-    fn trunks_of(&self, kind: TrunkKind) -> u32 {
-        match kind {
-            TrunkKind::Inbound => self.account.trunks_inbound,
-            TrunkKind::Outbound => self.account.trunks_outbound,
-            TrunkKind::TwoWay => self.account.trunks_two_way,
-        }
-    }
-
-    fn has_trunks(&self) -> bool {
-        self.account.trunks_inbound + self.account.trunks_outbound + self.account.trunks_two_way > 0
-    }
-
     /// The pool a call of `direction` takes here: its direction's, else two-way; `None` if full.
     fn free_trunk(&self, direction: Direction) -> Option<TrunkKind> {
-        [TrunkKind::of_direction(direction), TrunkKind::TwoWay]
-            .into_iter()
-            .find(|kind| self.trunks_in_use.get(kind).copied().unwrap_or(0) < self.trunks_of(*kind))
+        pool_with_room(&self.account, direction, |kind| {
+            self.trunks_in_use.get(&kind).copied().unwrap_or(0)
+        })
     }
 
     /// Money this level can still commit; `None` when its credit is unlimited.
@@ -192,7 +180,10 @@ pub fn decide(
         return deny("account_suspended", Some(level));
     }
 
-    let trunk_levels: Vec<&ChainLevel> = chain.iter().filter(|level| level.has_trunks()).collect();
+    let trunk_levels: Vec<&ChainLevel> = chain
+        .iter()
+        .filter(|level| has_trunks(&level.account))
+        .collect();
     let eligible =
         eligibility.call_is_eligible(request.direction, &request.caller, &request.callee);
     let why_per_minute = if !eligible {

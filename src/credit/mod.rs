@@ -9,4 +9,5 @@ pub mod posting;
 pub mod recharge;
 pub mod rerate;
 pub mod thresholds;
+pub mod trunk_sweep;
 pub mod trunks;

@@ -3,6 +3,7 @@
 //! Both stores apply exactly these rules inside one transaction.
 
 use crate::batch::rated_block::{RatedBlock, RatingContext, RowStatus};
+use crate::batch::trunk_pass::BillingClasses;
 use crate::money::cost_in_ledger_units;
 use crate::store::ledger_store::IngestProgress;
 use crate::store::rated_output::{MoneyScales, rated_record_batch, rated_schema};
@@ -119,7 +120,9 @@ impl PostingBatch {
                     ));
                 }
             }
-            let all_rows = rated_record_batch(block, context, scales, &schema);
+            // Classes are the store's to decide (authorizations, the trunk sweep): per-minute here.
+            let all_rows =
+                rated_record_batch(block, context, scales, &schema, &BillingClasses::default());
             parts.push(
                 arrow::compute::filter_record_batch(&all_rows, &BooleanArray::from(rated))
                     .expect("the filter has one entry per row"),

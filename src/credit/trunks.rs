@@ -3,6 +3,7 @@
 //! call, the caller of an inbound one) is a NANP number, `1` and ten digits, whose area code is not
 //! excluded: toll-free codes and the NANP codes outside the US and Canada by default.
 
+use super::accounts::{Account, AccountStatus};
 use crate::cdr::Direction;
 
 /// Toll-free area codes.
@@ -51,6 +52,37 @@ impl TrunkKind {
             Direction::Outbound => TrunkKind::Outbound,
         }
     }
+}
+
+/// How many trunks of a pool an account has.
+pub fn trunks_of(account: &Account, kind: TrunkKind) -> u32 {
+    match kind {
+        TrunkKind::Inbound => account.trunks_inbound,
+        TrunkKind::Outbound => account.trunks_outbound,
+        TrunkKind::TwoWay => account.trunks_two_way,
+    }
+}
+
+pub fn has_trunks(account: &Account) -> bool {
+    account.trunks_inbound + account.trunks_outbound + account.trunks_two_way > 0
+}
+
+/// The pool a call of `direction` takes on `account`: its direction's, else two-way; `None` when
+/// both are full. `in_use(kind)` counts the calls on that pool.
+pub fn pool_with_room(
+    account: &Account,
+    direction: Direction,
+    in_use: impl Fn(TrunkKind) -> u32,
+) -> Option<TrunkKind> {
+    [TrunkKind::of_direction(direction), TrunkKind::TwoWay]
+        .into_iter()
+        .find(|kind| in_use(*kind) < trunks_of(account, *kind))
+}
+
+/// True when an account's calls are not all simply per-minute: it has trunks, refuses per-minute
+/// calls, or is not active. Calls of a chain with such an account need a trunk decision.
+pub fn account_limits_calls(account: &Account) -> bool {
+    has_trunks(account) || !account.allow_per_minute || account.status != AccountStatus::Active
 }
 
 /// How stores write "no trunk" (a per-minute call's hold) where a trunk kind would go.

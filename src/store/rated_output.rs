@@ -2,6 +2,7 @@
 //! Parquet (columns encoded in parallel) or CSV.
 
 use crate::batch::rated_block::{NO_DECK, NO_RATE, RatedBlock, RatingContext, RowStatus};
+use crate::batch::trunk_pass::BillingClasses;
 use crate::limits::PARQUET_ROW_GROUP_ROWS;
 use crate::money::pow10;
 use arrow::array::{ArrayRef, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder};
@@ -87,6 +88,7 @@ pub fn rated_schema(scales: MoneyScales) -> SchemaRef {
         text("currency", true),
         text("status", false),
         text("reason", true),
+        text("billing_class", true),
     ]))
 }
 
@@ -96,8 +98,10 @@ pub fn rated_record_batch(
     context: &RatingContext,
     scales: MoneyScales,
     schema: &SchemaRef,
+    classes: &BillingClasses,
 ) -> RecordBatch {
     let n_rows = block.n_rows();
+    let mut billing_class = StringBuilder::with_capacity(n_rows, n_rows * 10);
     let deck_labels: Vec<String> = context.decks.iter().map(|deck| deck.label()).collect();
     let mut deck = StringBuilder::with_capacity(n_rows, n_rows * 24);
     let mut prefix = StringBuilder::with_capacity(n_rows, n_rows * 6);
@@ -113,6 +117,9 @@ pub fn rated_record_batch(
         let row_status = block.status[row];
         status.append_value(row_status.status_text());
         reason.append_option(row_status.reason_text());
+        billing_class.append_option(
+            (row_status == RowStatus::Rated).then(|| classes.of(block.key_digest[row]).as_str()),
+        );
         let deck_index = block.deck[row];
         if deck_index == NO_DECK || matches!(row_status, RowStatus::Duplicate { .. }) {
             for builder in [&mut deck, &mut prefix, &mut destination, &mut currency] {
@@ -172,6 +179,7 @@ pub fn rated_record_batch(
         Arc::new(currency.finish()),
         Arc::new(status.finish()),
         Arc::new(reason.finish()),
+        Arc::new(billing_class.finish()),
     ]);
     RecordBatch::try_new(Arc::clone(schema), columns).expect("rated batch matches its schema")
 }

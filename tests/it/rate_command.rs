@@ -363,3 +363,144 @@ fn parquet_input_rates_like_csv() {
         rated_rows(&from_parquet.join("rated.parquet"))
     );
 }
+
+/// cdr_id → billing class (`None` for rows not rated) of a rated Parquet file.
+fn billing_classes(path: &Path) -> HashMap<String, Option<String>> {
+    let mut classes = HashMap::new();
+    for batch in read_parquet(path) {
+        let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
+        let (cdr_ids, class, status) =
+            (column("cdr_id"), column("billing_class"), column("status"));
+        for row in 0..batch.num_rows() {
+            if status.as_string::<i32>().value(row) == "duplicate" {
+                continue;
+            }
+            let class = class.as_string::<i32>();
+            classes.insert(
+                cdr_ids.as_string::<i32>().value(row).to_string(),
+                (!class.is_null(row)).then(|| class.value(row).to_string()),
+            );
+        }
+    }
+    classes
+}
+
+#[test]
+fn accounts_with_trunks_get_classes_from_a_sweep_in_start_order_across_midnight() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = dir.path().join("accounts.csv");
+    // The reseller has 2 outbound trunks for all its customers, fewer than the shop's own 3;
+    // `other` has none of its own and rides on the reseller's; `strict` refuses per-minute.
+    std::fs::write(
+        &accounts,
+        "account,parent,currency,outbound_deck,inbound_deck,allow_per_minute,trunks_outbound\n\
+         reseller,,USD,az-international,us-npanxx,true,2\n\
+         shop,reseller,USD,az-international,us-npanxx,true,3\n\
+         other,reseller,USD,az-international,us-npanxx,true,0\n\
+         strict,,USD,az-international,us-npanxx,false,1\n\
+         plain,,USD,az-international,us-npanxx,true,0\n",
+    )
+    .unwrap();
+    let header = "cdr_id,account,direction,caller,callee,start_time,answer_time,end_time,billsec,disposition\n";
+    let day_one = dir.path().join("2026-11-20.csv");
+    std::fs::write(
+        &day_one,
+        format!(
+            "{header}\
+             c1,shop,outbound,14155550001,14155550101,2026-11-20T23:50:00Z,2026-11-20T23:50:00Z,2026-11-21T00:20:00Z,1800,ANSWERED\n\
+             c2,shop,outbound,14155550001,18005550100,2026-11-20T23:55:00Z,2026-11-20T23:55:00Z,2026-11-20T23:58:00Z,180,ANSWERED\n\
+             c3,shop,outbound,14155550001,442079460000,2026-11-20T23:56:00Z,2026-11-20T23:56:00Z,2026-11-20T23:59:00Z,180,ANSWERED\n\
+             p1,plain,outbound,14155550009,14155550109,2026-11-20T23:57:00Z,2026-11-20T23:57:00Z,2026-11-20T23:58:00Z,60,ANSWERED\n"
+        ),
+    )
+    .unwrap();
+    let day_two = dir.path().join("2026-11-21.csv");
+    std::fs::write(
+        &day_two,
+        format!(
+            "{header}\
+             c6,shop,outbound,14155550001,14155550104,2026-11-21T00:21:00Z,2026-11-21T00:21:00Z,2026-11-21T00:25:00Z,240,ANSWERED\n\
+             c5,shop,outbound,14155550001,14155550103,2026-11-21T00:10:00Z,2026-11-21T00:10:00Z,2026-11-21T00:12:00Z,120,ANSWERED\n\
+             c4,other,outbound,14155550002,14155550102,2026-11-21T00:05:00Z,2026-11-21T00:05:00Z,2026-11-21T00:15:00Z,600,ANSWERED\n\
+             c1,shop,outbound,14155550001,14155550101,2026-11-20T23:50:00Z,2026-11-20T23:50:00Z,2026-11-21T00:20:00Z,1800,ANSWERED\n\
+             d1,strict,outbound,14155550003,14155550105,2026-11-21T00:00:00Z,2026-11-21T00:00:00Z,2026-11-21T00:30:00Z,1800,ANSWERED\n\
+             d2,strict,outbound,14155550003,14155550106,2026-11-21T00:10:00Z,2026-11-21T00:10:00Z,2026-11-21T00:11:00Z,60,ANSWERED\n\
+             d3,strict,outbound,14155550003,14155550107,2026-11-21T00:40:00Z,,2026-11-21T00:40:30Z,0,NO ANSWER\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let path = |path: &Path| path.to_str().unwrap().to_string();
+    let arguments = [
+        "rate".to_string(),
+        "--deck".into(),
+        path(&repo_path("rate-decks/az-international.csv")),
+        "--deck".into(),
+        path(&repo_path("rate-decks/us-npanxx.csv")),
+        "--accounts".into(),
+        path(&accounts),
+        "--out".into(),
+        path(&out),
+        // The second day first: classes follow call start, not file order.
+        path(&day_two),
+        path(&day_one),
+    ];
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    run_ok(&arguments);
+
+    let classes = billing_classes(&out.join("rated.parquet"));
+    let expected = [
+        ("c1", "trunk"),          // 23:50–00:20, carried over midnight: reseller 1 of 2
+        ("c2", "per_minute"),     // toll-free never takes a trunk
+        ("c3", "per_minute"),     // London
+        ("p1", "per_minute"),     // an account without limits
+        ("c4", "trunk"),          // reseller 2 of 2, on the reseller's trunks alone
+        ("c5", "per_minute"),     // the shop has room (1 of 3) but the reseller is full
+        ("c6", "trunk"),          // c1 ended at 00:20 and c4 at 00:15
+        ("d1", "trunk"),          // strict's one trunk
+        ("d2", "limit_exceeded"), // trunk busy and per-minute refused: charged and flagged
+        ("d3", "per_minute"),     // not answered: nothing used
+    ];
+    for (cdr_id, class) in expected {
+        assert_eq!(classes[cdr_id].as_deref(), Some(class), "{cdr_id}");
+    }
+    let summary = summary(&out);
+    assert_eq!(
+        summary["billing_classes"],
+        serde_json::json!({"trunk": 4, "per_minute": 5, "limit_exceeded": 1})
+    );
+    assert_eq!(summary["duplicates"], 1, "c1 sent twice occupies one trunk");
+    // Trunk calls keep their list price in the file; the total charged leaves them out.
+    let rows = rated_rows(&out.join("rated.parquet"));
+    let sum = |on_trunk: bool| -> rust_decimal::Decimal {
+        expected
+            .iter()
+            .filter(|(_, class)| (*class == "trunk") == on_trunk)
+            .map(|(cdr_id, _)| {
+                rows[*cdr_id][0]
+                    .2
+                    .as_deref()
+                    .unwrap()
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap()
+            })
+            .sum()
+    };
+    assert!(sum(true) > rust_decimal::Decimal::ZERO);
+    assert_eq!(
+        summary["total_cost"]["USD"]
+            .as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap(),
+        sum(false)
+    );
+    assert_eq!(
+        summary["trunk_list_cost"]["USD"]
+            .as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap(),
+        sum(true)
+    );
+}
