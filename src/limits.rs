@@ -106,6 +106,12 @@ pub const HTTP_RATING_CONCURRENCY_MAX: usize = 4;
 /// long after its local time; the store keeps it to once per account and local day.
 pub const RECHARGE_CHECK_SECONDS: u64 = 30;
 
+/// Held calls classified per transaction by the trunk sweep, and how often the daemon sweeps.
+pub const SWEEP_PAGE_CALLS: usize = 10_000;
+pub const SWEEP_CHECK_SECONDS: u64 = 5;
+/// Times a sweep page is read again after another instance's sweep moved first.
+pub const SWEEP_CONFLICT_RETRIES_MAX: u32 = 8;
+
 /// Calls priced and revised per transaction by `tollgate rerate`.
 pub const RERATE_PAGE_CALLS: usize = 10_000;
 
@@ -143,6 +149,11 @@ pub const CALL_QUEUE_MAX: usize = 4_096;
 
 /// The most call requests answered in one store transaction.
 pub const CALL_BATCH_MAX: usize = 256;
+
+/// How long the daemon holds an unauthorized call of an account with limits before the trunk sweep
+/// classifies it (default), counted from the call's start: calls up to about this long classify
+/// exactly; a CDR arriving later is classified late, against what is known then.
+pub const TRUNK_SETTLE_SECONDS: u32 = 3_600;
 
 /// How long an ended call's reserved money waits for its CDR (default): an hour.
 pub const CALL_SETTLE_SECONDS: u32 = 3_600;

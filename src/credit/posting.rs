@@ -4,6 +4,7 @@
 
 use crate::batch::rated_block::{RatedBlock, RatingContext, RowStatus};
 use crate::batch::trunk_pass::BillingClasses;
+use crate::credit::trunk_sweep::{BillingClass, HELD_FOR_SWEEP};
 use crate::money::cost_in_ledger_units;
 use crate::store::ledger_store::IngestProgress;
 use crate::store::rated_output::{MoneyScales, rated_record_batch, rated_schema};
@@ -186,6 +187,8 @@ pub enum CallFate {
     Charged,
     /// New, and authorized onto a trunk: stored at its list price, no per-minute charge.
     OnTrunk,
+    /// New, unauthorized, of an account with limits: stored, charged once the sweep classified it.
+    Held,
     /// Its key was already rated with the same content: neither stored again nor charged.
     Duplicate,
     /// Its key was already rated with other content: kept for review, not charged.
@@ -235,11 +238,24 @@ pub fn usage_by_account(
     parents: &HashMap<String, Option<String>>,
 ) -> anyhow::Result<BTreeMap<String, i64>> {
     let accounts = batch.text_column("account");
+    usage_up_the_tree(
+        fates
+            .iter()
+            .enumerate()
+            .filter(|(_, fate)| **fate == CallFate::Charged)
+            .map(|(index, _)| (accounts.value(index), batch.cost_units[index])),
+        parents,
+    )
+}
+
+/// Charges of (account, units) summed on each account and every ancestor, sorted by account id.
+pub fn usage_up_the_tree<'a>(
+    charges: impl Iterator<Item = (&'a str, i64)>,
+    parents: &HashMap<String, Option<String>>,
+) -> anyhow::Result<BTreeMap<String, i64>> {
     let mut by_account: HashMap<&str, i64> = HashMap::new();
-    for (index, fate) in fates.iter().enumerate() {
-        if *fate == CallFate::Charged {
-            *by_account.entry(accounts.value(index)).or_default() += batch.cost_units[index];
-        }
+    for (account, units) in charges {
+        *by_account.entry(account).or_default() += units;
     }
     let mut with_ancestors: BTreeMap<String, i64> = BTreeMap::new();
     for (account, amount) in by_account {
@@ -248,6 +264,35 @@ pub fn usage_by_account(
         }
     }
     Ok(with_ancestors)
+}
+
+/// What applying a sweep's classes does to the ledger.
+pub struct SweepCharges<'a> {
+    /// Usage per account, up the tree, of the charged calls (sorted by account id).
+    pub usage: BTreeMap<String, i64>,
+    /// (call id, account) of the calls over a limit.
+    pub over_limit: Vec<(&'a str, &'a str)>,
+    /// The charged calls' costs.
+    pub charged_units: i64,
+}
+
+pub fn sweep_charges<'a>(
+    classes: &'a [(crate::store::ledger_store::HeldCall, BillingClass)],
+    parents: &HashMap<String, Option<String>>,
+) -> anyhow::Result<SweepCharges<'a>> {
+    let charged = || classes.iter().filter(|(_, class)| class.is_charged());
+    Ok(SweepCharges {
+        usage: usage_up_the_tree(
+            charged().map(|(call, _)| (call.account.as_str(), call.cost_units)),
+            parents,
+        )?,
+        over_limit: classes
+            .iter()
+            .filter(|(_, class)| *class == BillingClass::LimitExceeded)
+            .map(|(call, _)| (call.cdr_id.as_str(), call.account.as_str()))
+            .collect(),
+        charged_units: charged().map(|(call, _)| call.cost_units).sum(),
+    })
 }
 
 /// The account and every account above it, nearest first: who a call's money moves on.
@@ -282,43 +327,86 @@ pub fn new_calls<'b>(
         .collect()
 }
 
-/// What posting a batch found of its calls' authorizations, by index into the batch.
+/// What posting a batch found of its new calls' classes, by index into the batch: from their
+/// authorizations, or held for the trunk sweep.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SettledCalls {
     /// Authorized onto a trunk: stored at list price, not charged.
     pub on_trunk: Vec<usize>,
     /// Denied at authorization, yet the call happened: charged per minute, flagged and alerted.
     pub over_limit: Vec<usize>,
+    /// Authorized per minute: charged now.
+    pub per_minute: Vec<usize>,
+    /// Not authorized, of a chain with trunks or limits: stored, charged when the sweep has
+    /// classified them.
+    pub held_for_sweep: Vec<usize>,
 }
 
 impl SettledCalls {
     /// Sorts one settled authorization by its decision.
     pub fn add(&mut self, index: usize, decision: &str) {
-        if decision == "trunk" {
-            self.on_trunk.push(index);
-        } else if decision == "deny" {
-            self.over_limit.push(index);
+        match decision {
+            "trunk" => self.on_trunk.push(index),
+            "deny" => self.over_limit.push(index),
+            _ => self.per_minute.push(index),
         }
     }
 
     /// (index, billing class) of the calls whose class is not `per_minute`.
     pub fn billing_classes(&self) -> Vec<(usize, &'static str)> {
-        self.on_trunk
+        let class = |indices: &[usize], class: &'static str| {
+            indices
+                .iter()
+                .map(move |index| (*index, class))
+                .collect::<Vec<_>>()
+        };
+        [
+            class(&self.on_trunk, BillingClass::Trunk.as_str()),
+            class(&self.over_limit, BillingClass::LimitExceeded.as_str()),
+            class(&self.held_for_sweep, HELD_FOR_SWEEP),
+        ]
+        .concat()
+    }
+
+    /// Holds the new calls no authorization settled whose chain has limits, for the sweep.
+    pub fn hold_unauthorized(
+        &mut self,
+        batch: &PostingBatch,
+        fates: &[CallFate],
+        links: &AccountLinks,
+    ) -> anyhow::Result<()> {
+        let settled: std::collections::HashSet<usize> = self
+            .on_trunk
             .iter()
-            .map(|index| (*index, "trunk"))
-            .chain(
-                self.over_limit
-                    .iter()
-                    .map(|index| (*index, "limit_exceeded")),
-            )
+            .chain(&self.over_limit)
+            .chain(&self.per_minute)
+            .copied()
+            .collect();
+        for (index, _, account) in new_calls(batch, fates) {
+            if !settled.contains(&index) && links.chain_needs_sweep(account)? {
+                self.held_for_sweep.push(index);
+            }
+        }
+        Ok(())
+    }
+
+    /// (call id, account) of the calls over a limit, for their alerts.
+    pub fn over_limit_calls<'b>(&self, batch: &'b PostingBatch) -> Vec<(&'b str, &'b str)> {
+        let (cdr_ids, accounts) = (batch.text_column("cdr_id"), batch.text_column("account"));
+        self.over_limit
+            .iter()
+            .map(|index| (cdr_ids.value(*index), accounts.value(*index)))
             .collect()
     }
-}
 
-/// Marks the calls authorized onto a trunk (by index) as such: they are stored but not charged.
-pub fn apply_trunk_class(fates: &mut [CallFate], on_trunk: &[usize]) {
-    for index in on_trunk {
-        fates[*index] = CallFate::OnTrunk;
+    /// Marks the calls on a trunk and those held for the sweep: stored, not charged (yet).
+    pub fn apply_to(&self, fates: &mut [CallFate]) {
+        for index in &self.on_trunk {
+            fates[*index] = CallFate::OnTrunk;
+        }
+        for index in &self.held_for_sweep {
+            fates[*index] = CallFate::Held;
+        }
     }
 }
 
@@ -335,7 +423,7 @@ pub fn outcome_of(batch: &PostingBatch, fates: &[CallFate], batch_id: i64) -> Po
                 outcome.rated += 1;
                 outcome.charged_units += batch.cost_units[index];
             }
-            CallFate::OnTrunk => outcome.rated += 1,
+            CallFate::OnTrunk | CallFate::Held => outcome.rated += 1,
             CallFate::Duplicate => outcome.duplicates += 1,
             CallFate::Conflict { .. } => outcome.conflicts += 1,
         }
@@ -382,25 +470,40 @@ pub fn progress_after(
 pub struct AccountLinks {
     pub parents: HashMap<String, Option<String>>,
     pub thresholds: HashMap<String, Vec<i64>>,
+    /// Accounts with trunks, without per-minute calls, or not active.
+    pub limiting: std::collections::HashSet<String>,
 }
 
 impl AccountLinks {
-    /// Adds one account from its stored row (`thresholds_json`: a list of decimal texts).
-    pub fn add(&mut self, id: String, parent: Option<String>, thresholds_json: &str) {
-        let thresholds: Vec<i64> = serde_json::from_str::<Vec<String>>(thresholds_json)
-            .unwrap_or_default()
+    pub fn add(&mut self, account: &crate::credit::accounts::Account) {
+        let thresholds: Vec<i64> = account
+            .thresholds
             .iter()
-            .filter_map(|text| text.parse().ok())
-            .filter_map(crate::money::ledger_units)
+            .filter_map(|threshold| crate::money::ledger_units(*threshold))
             .collect();
         if !thresholds.is_empty() {
-            self.thresholds.insert(id.clone(), thresholds);
+            self.thresholds.insert(account.id.clone(), thresholds);
         }
-        self.parents.insert(id, parent);
+        if crate::credit::trunks::account_limits_calls(account) {
+            self.limiting.insert(account.id.clone());
+        }
+        self.parents
+            .insert(account.id.clone(), account.parent.clone());
     }
 
     pub fn thresholds_of(&self, account: &str) -> &[i64] {
         self.thresholds.get(account).map_or(&[], Vec::as_slice)
+    }
+
+    /// True when some account of the chain has trunks or other limits: the trunk sweep then
+    /// decides the class of the account's unauthorized calls.
+    pub fn chain_needs_sweep(&self, account: &str) -> anyhow::Result<bool> {
+        if self.limiting.is_empty() {
+            return Ok(false);
+        }
+        Ok(account_chain(account, &self.parents)?
+            .iter()
+            .any(|id| self.limiting.contains(id)))
     }
 }
 

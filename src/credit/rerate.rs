@@ -8,6 +8,7 @@
 use super::accounts::AccountBook;
 use super::posting::{AccountLinks, account_chain};
 use super::thresholds::thresholds_crossed;
+use super::trunk_sweep::{BillingClass, HELD_FOR_SWEEP};
 use crate::batch::deck_choice::DeckChoice;
 use crate::cdr::{Cdr, Direction, RejectReason};
 use crate::limits::RERATE_PAGE_CALLS;
@@ -150,8 +151,9 @@ pub fn reprice_call(
     decks: &[Deck],
     deck_choice: &DeckChoice,
 ) -> Result<Option<CallRevision>, RejectReason> {
-    if call.billing_class == "trunk" {
-        // On a trunk: no per-minute charge to correct, whatever the deck says now.
+    if call.billing_class == BillingClass::Trunk.as_str() || call.billing_class == HELD_FOR_SWEEP {
+        // On a trunk: no per-minute charge to correct, whatever the deck says now. Held for the
+        // trunk sweep: not charged yet.
         return Ok(None);
     }
     let direction = Direction::parse(&call.direction).ok_or(RejectReason::InvalidDirection)?;

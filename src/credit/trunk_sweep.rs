@@ -3,14 +3,17 @@
 //! authorization. The sweep's state (calls still on a trunk, and how far it has got) carries
 //! over from one batch, file or day to the next, so a call up across midnight keeps its trunk.
 
-use super::accounts::{Account, AccountStatus};
-use super::trunks::{TrunkKind, has_trunks, pool_with_room, trunks_of};
+use super::accounts::{Account, AccountBook, AccountStatus};
+use super::trunks::{TrunkEligibility, TrunkKind, has_trunks, pool_with_room, trunks_of};
 use crate::cdr::Direction;
+use crate::limits::{SWEEP_CONFLICT_RETRIES_MAX, SWEEP_PAGE_CALLS};
+use crate::store::ledger_store::LedgerStore;
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// What a call is billed as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BillingClass {
     /// Charged at its rated cost.
@@ -63,6 +66,7 @@ pub struct TrunkUse {
 
 /// The sweep's carried state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TrunkSweep {
     /// Start of the latest call classified: a call starting earlier arrived late.
     pub watermark_micros: i64,
@@ -171,6 +175,92 @@ impl TrunkSweep {
             uses.retain(|up| up.end_micros > watermark);
             !uses.is_empty()
         });
+    }
+}
+
+/// What one run of the sweep over a store did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub classified: BTreeMap<BillingClass, u64>,
+    /// Calls that started before the sweep had already passed (their CDR came after the settle
+    /// window), classified against the trunk calls still known up at their start.
+    pub late: u64,
+    pub charged_units: i64,
+}
+
+/// Classifies every call held in `store` that started by `cutoff_micros`, page by page in start
+/// order, carrying the sweep's state from one page (and run) to the next. Safe to run in several
+/// processes at once: each page is applied only if the state is still the one it was read with.
+pub fn run_trunk_sweep(
+    store: &mut dyn LedgerStore,
+    cutoff_micros: i64,
+    eligibility: &TrunkEligibility,
+) -> anyhow::Result<SweepReport> {
+    let mut report = SweepReport::default();
+    let mut book: Option<AccountBook> = None;
+    let mut conflicts = 0;
+    loop {
+        let (state, held) = store.held_calls(cutoff_micros, SWEEP_PAGE_CALLS)?;
+        if held.is_empty() {
+            return Ok(report);
+        }
+        let book = match &mut book {
+            Some(book) => book,
+            None => book.insert(AccountBook {
+                accounts: store
+                    .accounts()?
+                    .into_iter()
+                    .map(|account| (account.id.clone(), account))
+                    .collect(),
+            }),
+        };
+        let mut sweep = state.sweep;
+        let mut late = 0;
+        let mut classes = Vec::with_capacity(held.len());
+        for call in &held {
+            let direction = Direction::parse(&call.direction).with_context(|| {
+                format!(
+                    "held call {} has direction {:?}",
+                    call.cdr_id, call.direction
+                )
+            })?;
+            let chain = book.chain(&call.account);
+            let classified = sweep.classify(
+                &SweepCall {
+                    direction,
+                    trunk_eligible: eligibility.call_is_eligible(
+                        direction,
+                        &call.caller,
+                        &call.callee,
+                    ),
+                    start_micros: call.start_micros,
+                    end_micros: call.end_micros,
+                    billsec: u32::try_from(call.billsec).unwrap_or(u32::MAX),
+                },
+                &chain,
+            );
+            late += u64::from(classified.late);
+            classes.push((call.clone(), classified.class));
+        }
+        sweep.forget_ended();
+        match store.apply_sweep(state.version, &sweep, &classes)? {
+            Some(charged_units) => {
+                report.late += late;
+                report.charged_units += charged_units;
+                for (_, class) in &classes {
+                    *report.classified.entry(*class).or_default() += 1;
+                }
+                if held.len() < SWEEP_PAGE_CALLS {
+                    return Ok(report);
+                }
+            }
+            None => {
+                conflicts += 1;
+                if conflicts > SWEEP_CONFLICT_RETRIES_MAX {
+                    anyhow::bail!("the trunk sweep kept losing to another instance's sweep");
+                }
+            }
+        }
     }
 }
 

@@ -41,6 +41,9 @@ pub struct ServeConfig {
     pub call_settle_seconds: u32,
     /// The longest call an authorization allows, however much money there is.
     pub call_max_duration_seconds: u32,
+    /// How long an unauthorized CDR of an account with limits waits (from its call's start) before
+    /// the trunk sweep gives it its billing class and charges it.
+    pub trunk_settle_seconds: u32,
     /// NANP area codes whose numbers never use a trunk (toll-free and non-US/Canada by default).
     pub trunk_excluded_npas: Vec<u16>,
 }
@@ -66,6 +69,7 @@ impl Default for ServeConfig {
             call_ttl_seconds: limits::CALL_TTL_SECONDS,
             call_settle_seconds: limits::CALL_SETTLE_SECONDS,
             call_max_duration_seconds: limits::CALL_MAX_DURATION_SECONDS,
+            trunk_settle_seconds: limits::TRUNK_SETTLE_SECONDS,
             trunk_excluded_npas: crate::credit::trunks::TrunkEligibility::default().excluded_npas,
         }
     }

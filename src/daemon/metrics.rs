@@ -24,6 +24,8 @@ pub struct Metrics {
     pub authorization_seconds: Histogram,
     pub calls_expired: IntCounter,
     pub calls_limit_exceeded: IntCounter,
+    pub calls_classified: IntCounterVec,
+    pub cdrs_classified_late: IntCounter,
 }
 
 impl Metrics {
@@ -137,6 +139,15 @@ impl Metrics {
             calls_expired: counter(
                 "tollgate_calls_expired_total",
                 "Authorized calls released because neither keepalive nor end came in time",
+            ),
+            calls_classified: counter_vec(
+                "tollgate_calls_classified_total",
+                "Unauthorized calls given a billing class by the trunk sweep, by class",
+                "class",
+            ),
+            cdrs_classified_late: counter(
+                "tollgate_cdrs_classified_late_total",
+                "CDRs that came after the trunk sweep had passed their call's start",
             ),
             registry,
         }

@@ -127,6 +127,10 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     let expiry_thread = std::thread::Builder::new()
         .name("call-expiry".into())
         .spawn(move || run_call_expiry(&expiry_shared))?;
+    let sweep_shared = Arc::clone(&shared);
+    let sweep_thread = std::thread::Builder::new()
+        .name("trunk-sweep".into())
+        .spawn(move || run_trunk_sweeps(&sweep_shared))?;
     let webhook_shared = Arc::clone(&shared);
     let webhook_thread = std::thread::Builder::new()
         .name("webhooks".into())
@@ -162,6 +166,9 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     expiry_thread
         .join()
         .map_err(|_| anyhow!("the call expiry thread panicked"))?;
+    sweep_thread
+        .join()
+        .map_err(|_| anyhow!("the trunk sweep thread panicked"))?;
     authorizer_thread
         .join()
         .map_err(|_| anyhow!("the authorizer thread panicked"))?;
@@ -201,6 +208,47 @@ fn run_call_expiry(shared: &DaemonShared) {
                 tracing::warn!(
                     expired,
                     "calls released: no keepalive or end within their TTL"
+                );
+            }
+            Ok(())
+        },
+    );
+}
+
+/// Classifies the unauthorized calls held for the trunk sweep once their settle window has passed.
+fn run_trunk_sweeps(shared: &DaemonShared) {
+    run_periodically(
+        shared,
+        "trunk sweep",
+        std::time::Duration::from_secs(crate::limits::SWEEP_CHECK_SECONDS),
+        |store| {
+            let cutoff = crate::store::ledger_store::now_micros()
+                - i64::from(shared.config.trunk_settle_seconds) * 1_000_000;
+            let report = crate::credit::trunk_sweep::run_trunk_sweep(
+                store,
+                cutoff,
+                &shared.trunk_eligibility,
+            )?;
+            for (class, calls) in &report.classified {
+                shared
+                    .metrics
+                    .calls_classified
+                    .with_label_values(&[class.as_str()])
+                    .inc_by(*calls);
+            }
+            shared.metrics.cdrs_classified_late.inc_by(report.late);
+            let limit_exceeded = report
+                .classified
+                .get(&crate::credit::trunk_sweep::BillingClass::LimitExceeded)
+                .copied()
+                .unwrap_or(0);
+            shared.metrics.calls_limit_exceeded.inc_by(limit_exceeded);
+            if !report.classified.is_empty() {
+                tracing::info!(
+                    classified = ?report.classified,
+                    late = report.late,
+                    charged_units = report.charged_units,
+                    "trunk sweep classified held calls"
                 );
             }
             Ok(())

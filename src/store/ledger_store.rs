@@ -4,6 +4,7 @@
 use crate::credit::accounts::Account;
 use crate::credit::authorization::{Authorization, AuthorizationRequest, ChainLevel};
 use crate::credit::posting::{PostingBatch, PostingOutcome};
+use crate::credit::trunk_sweep::{BillingClass, TrunkSweep};
 use anyhow::Context;
 
 /// How far an origin (spool file or HTTP request) has been posted.
@@ -144,7 +145,48 @@ pub struct StoredCall {
 }
 
 /// A rated call's charge: its cost, or nothing on a trunk (same SQL in both stores).
-pub const CHARGED_UNITS_SQL: &str = "CASE WHEN billing_class = 'trunk' THEN 0 ELSE cost_units END";
+pub const CHARGED_UNITS_SQL: &str =
+    "CASE WHEN billing_class IN ('trunk', 'held') THEN 0 ELSE cost_units END";
+
+/// A call posted without authorization on an account with limits, waiting for the trunk sweep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldCall {
+    pub source: String,
+    pub cdr_id: String,
+    pub account: String,
+    pub direction: String,
+    pub caller: String,
+    pub callee: String,
+    /// Answer time, else start time.
+    pub start_micros: i64,
+    /// End time, else start plus billsec.
+    pub end_micros: i64,
+    pub billsec: i64,
+    pub cost_units: i64,
+}
+
+/// The columns of a [`HeldCall`], in its field order, from `rated_calls`.
+pub const HELD_CALL_COLUMNS: &str = "source, cdr_id, account, direction, caller, callee, \
+    coalesce(answer_time_micros, start_time_micros) AS call_start_micros, \
+    coalesce(end_time_micros, coalesce(answer_time_micros, start_time_micros) + billsec * 1000000), \
+    billsec, cost_units";
+
+/// The trunk sweep's carried state and its version (moved on by each sweep applied).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SweepState {
+    pub version: i64,
+    pub sweep: TrunkSweep,
+}
+
+impl SweepState {
+    pub fn from_stored(version: i64, state_json: &str) -> anyhow::Result<SweepState> {
+        Ok(SweepState {
+            version,
+            sweep: serde_json::from_str(state_json)
+                .context("the stored trunk sweep state is not readable")?,
+        })
+    }
+}
 
 /// The stored-call columns in the order `StoredCall` lists them.
 pub const STORED_CALL_COLUMNS: &str = "source, cdr_id, account, direction, caller, callee, \
@@ -453,6 +495,25 @@ pub trait LedgerStore: Send {
     fn expire_calls(&mut self, now_micros: i64) -> anyhow::Result<u64>;
 
     fn call_record(&mut self, call_id: &str) -> anyhow::Result<Option<CallRecord>>;
+
+    /// The trunk sweep's state, and up to `limit` calls held for it that started by
+    /// `cutoff_micros`, in start order (then source, cdr_id).
+    fn held_calls(
+        &mut self,
+        cutoff_micros: i64,
+        limit: usize,
+    ) -> anyhow::Result<(SweepState, Vec<HeldCall>)>;
+
+    /// In one transaction, if the sweep is still at `expected_version`: gives each held call its
+    /// class, charges the charged ones to their account and every ancestor (thresholds checked,
+    /// `limit_exceeded` alerted) and saves the sweep's new state. Returns the units charged, or
+    /// `None` when another sweep moved first (nothing is then changed).
+    fn apply_sweep(
+        &mut self,
+        expected_version: i64,
+        sweep: &TrunkSweep,
+        classes: &[(HeldCall, BillingClass)],
+    ) -> anyhow::Result<Option<i64>>;
 
     /// The revisions of one call, oldest first.
     fn call_revisions_of(

@@ -15,6 +15,10 @@
 //! reserved money) on every account of its chain while it is up, and per account and trunk kind
 //! the running totals of those holds, which authorizations read (one row each, however many calls
 //! came and went, so PostgreSQL never scans dead rows of ended calls).
+//! Version 6 adds the trunk sweep: calls posted without authorization on accounts with limits are
+//! stored with billing class `held` (not charged) until the sweep classifies them, and the
+//! sweep's carried state (calls still on a trunk, how far it has got) is one row with a version
+//! that each sweep moves on by compare-and-set.
 //!
 //! Money is BIGINT ledger units (8 decimals, see `money::LEDGER_DECIMALS`) in both stores, and
 //! times are microseconds since the Unix epoch, so both stores compute the same sums exactly.
@@ -240,6 +244,18 @@ CREATE TABLE account_holds (
 );
 ",
     ),
+    (
+        6,
+        "
+CREATE TABLE trunk_sweep (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL,
+    state_json TEXT NOT NULL
+);
+INSERT INTO trunk_sweep (id, version, state_json) VALUES (1, 0, '{}');
+CREATE INDEX rated_calls_held ON rated_calls (billing_class) WHERE billing_class = 'held';
+",
+    ),
 ];
 
 /// (version, SQL) for PostgreSQL: the same tables and columns.
@@ -461,6 +477,18 @@ CREATE TABLE account_holds (
     reserved_units BIGINT NOT NULL,
     PRIMARY KEY (account, trunk_kind)
 );
+",
+    ),
+    (
+        6,
+        "
+CREATE TABLE trunk_sweep (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL,
+    state_json TEXT NOT NULL
+);
+INSERT INTO trunk_sweep (id, version, state_json) VALUES (1, 0, '{}');
+CREATE INDEX rated_calls_held ON rated_calls (billing_class) WHERE billing_class = 'held';
 ",
     ),
 ];

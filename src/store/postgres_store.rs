@@ -15,11 +15,11 @@ use super::ledger_store::{
     ALERT_COLUMNS, ALERT_KIND_LIMIT_EXCEEDED, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery,
     AlertToDeliver, AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor,
     CallRecord, CallRefusal, CallRevision, CreditOutcome, DeckRecord, EntryWithKey,
-    HOLD_MISMATCHES_SQL, HoldsReleased, IngestProgress, LedgerStore, LedgerTotals,
-    OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, SETTLEABLE_CALL_STATES,
-    SETTLED_STATE_SQL, STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall, StoredReject,
-    StoredRevision, call_record_from_columns, columns_of, credit_already_made, earlier_answer,
-    kept_alive, now_micros, parents_first, recharge_key,
+    HELD_CALL_COLUMNS, HOLD_MISMATCHES_SQL, HeldCall, HoldsReleased, IngestProgress, LedgerStore,
+    LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied,
+    SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS, StoredAccount, StoredAlert,
+    StoredCall, StoredReject, StoredRevision, SweepState, call_record_from_columns, columns_of,
+    credit_already_made, earlier_answer, kept_alive, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -29,11 +29,12 @@ use crate::credit::authorization::{
 use crate::credit::posting::account_chain;
 use crate::credit::posting::{
     AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SettledCalls,
-    SharedAccountLinks, apply_trunk_class, call_as_json, decide_fates, new_calls, outcome_of,
-    progress_after, replayed_outcome, usage_by_account,
+    SharedAccountLinks, call_as_json, decide_fates, new_calls, outcome_of, progress_after,
+    replayed_outcome, sweep_charges, usage_by_account,
 };
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
+use crate::credit::trunk_sweep::{BillingClass, HELD_FOR_SWEEP, TrunkSweep};
 use crate::credit::trunks::trunk_kind_text;
 use crate::limits::DENIAL_KEPT_SECONDS;
 use anyhow::{Context, bail};
@@ -143,8 +144,8 @@ impl PostgresStore {
             return Ok(std::sync::Arc::clone(links));
         }
         let mut links = AccountLinks::default();
-        for row in client.query("SELECT id, parent, thresholds_json FROM accounts", &[])? {
-            links.add(row.get(0), row.get(1), row.get::<_, &str>(2));
+        for row in client.query(&format!("SELECT {ACCOUNT_ROW_COLUMNS} FROM accounts"), &[])? {
+            links.add(&account_row(&row).into_account()?);
         }
         let links = std::sync::Arc::new(links);
         *cache = Some((generation, std::sync::Arc::clone(&links)));
@@ -468,8 +469,10 @@ impl LedgerStore for PostgresStore {
                 .collect()
         };
         let mut fates = decide_fates(batch, &repeats, &stored_digest);
-        let settled = settle_calls(&mut transaction, &new_calls(batch, &fates), now)?;
-        apply_trunk_class(&mut fates, &settled.on_trunk);
+        let links = Self::account_links(&mut transaction, &mut self.links)?;
+        let mut settled = settle_calls(&mut transaction, &new_calls(batch, &fates), now)?;
+        settled.hold_unauthorized(batch, &fates, &links)?;
+        settled.apply_to(&mut fates);
         let classes = settled.billing_classes();
         if !classes.is_empty() {
             let columns = CallColumns::of(batch);
@@ -549,95 +552,18 @@ impl LedgerStore for PostgresStore {
             )?;
         }
 
-        let links = Self::account_links(&mut transaction, &mut self.links)?;
         let usage = usage_by_account(batch, &fates, &links.parents)?;
-        if !usage.is_empty() {
-            let ids: Vec<&str> = usage.keys().map(String::as_str).collect();
-            let amounts: Vec<i64> = usage.values().copied().collect();
-            let locked = transaction.query(
-                "SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                &[&ids],
-            )?;
-            if locked.len() != ids.len() {
-                bail!("a charged account is not in the store");
-            }
-            let debited = transaction.query(
-                "WITH debited AS (
-                    UPDATE accounts a SET balance_units = a.balance_units - d.amount
-                    FROM UNNEST($1::text[], $2::bigint[]) AS d (id, amount)
-                    WHERE a.id = d.id
-                    RETURNING a.id, d.amount, a.balance_units),
-                 entries AS (
-                    INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
-                        batch_id, reference, created_at_micros)
-                    SELECT id, 'usage', -amount, balance_units, $3, $4, $5 FROM debited
-                    ORDER BY id)
-                 SELECT id, amount, balance_units FROM debited",
-                &[
-                    &ids,
-                    &amounts,
-                    &batch_id,
-                    &format!("batch {batch_id}"),
-                    &now,
-                ],
-            )?;
-            let mut alert_accounts = Vec::new();
-            let mut alert_thresholds = Vec::new();
-            let mut alert_balances = Vec::new();
-            for row in &debited {
-                let account: &str = row.get(0);
-                let (amount, balance_after): (i64, i64) = (row.get(1), row.get(2));
-                let thresholds = links.thresholds_of(account);
-                for threshold in
-                    thresholds_crossed(balance_after + amount, balance_after, thresholds)
-                {
-                    alert_accounts.push(account);
-                    alert_thresholds.push(threshold);
-                    alert_balances.push(balance_after);
-                }
-            }
-            if !alert_accounts.is_empty() {
-                transaction.execute(
-                    "INSERT INTO alerts (kind, account, threshold_units, balance_units, batch_id,
-                        created_at_micros)
-                     SELECT 'threshold_crossed', a, t, b, $4, $5
-                     FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS x (a, t, b)",
-                    &[
-                        &alert_accounts,
-                        &alert_thresholds,
-                        &alert_balances,
-                        &batch_id,
-                        &now,
-                    ],
-                )?;
-            }
-        }
-        if !settled.over_limit.is_empty() {
-            let columns = CallColumns::of(batch);
-            transaction.execute(
-                &format!(
-                    "INSERT INTO alerts (kind, account, threshold_units, balance_units, batch_id,
-                        created_at_micros, call_id)
-                     SELECT '{ALERT_KIND_LIMIT_EXCEEDED}', a.id, 0, a.balance_units, $3, $4, x.call_id
-                     FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS x (call_id, account, n)
-                     JOIN accounts a ON a.id = x.account ORDER BY x.n"
-                ),
-                &[
-                    &settled
-                        .over_limit
-                        .iter()
-                        .map(|index| columns.cdr_id.value(*index))
-                        .collect::<Vec<_>>(),
-                    &settled
-                        .over_limit
-                        .iter()
-                        .map(|index| columns.account.value(*index))
-                        .collect::<Vec<_>>(),
-                    &batch_id,
-                    &now,
-                ],
-            )?;
-        }
+        let reference = format!("batch {batch_id}");
+        charge_usage(
+            &mut transaction,
+            &usage,
+            &links,
+            Some(batch_id),
+            &reference,
+            now,
+        )?;
+        let over_limit = settled.over_limit_calls(batch);
+        raise_limit_exceeded(&mut transaction, &over_limit, Some(batch_id), now)?;
         let mut outcome = outcome_of(batch, &fates, batch_id);
         outcome.limit_exceeded = settled.over_limit.len() as u64;
         transaction.execute(
@@ -1462,6 +1388,106 @@ impl LedgerStore for PostgresStore {
             .transpose()
     }
 
+    fn held_calls(
+        &mut self,
+        cutoff_micros: i64,
+        limit: usize,
+    ) -> anyhow::Result<(SweepState, Vec<HeldCall>)> {
+        let mut transaction = self.client.build_transaction().read_only(true).start()?;
+        let state = transaction.query_one(
+            "SELECT version, state_json FROM trunk_sweep WHERE id = 1",
+            &[],
+        )?;
+        let calls = transaction
+            .query(
+                &format!(
+                    "SELECT {HELD_CALL_COLUMNS} FROM rated_calls
+                     WHERE billing_class = '{HELD_FOR_SWEEP}'
+                       AND coalesce(answer_time_micros, start_time_micros) <= $1
+                     ORDER BY call_start_micros, source, cdr_id LIMIT $2"
+                ),
+                &[&cutoff_micros, &(limit as i64)],
+            )?
+            .iter()
+            .map(|row| HeldCall {
+                source: row.get(0),
+                cdr_id: row.get(1),
+                account: row.get(2),
+                direction: row.get(3),
+                caller: row.get(4),
+                callee: row.get(5),
+                start_micros: row.get(6),
+                end_micros: row.get(7),
+                billsec: row.get(8),
+                cost_units: row.get(9),
+            })
+            .collect();
+        transaction.commit()?;
+        Ok((SweepState::from_stored(state.get(0), state.get(1))?, calls))
+    }
+
+    fn apply_sweep(
+        &mut self,
+        expected_version: i64,
+        sweep: &TrunkSweep,
+        classes: &[(HeldCall, BillingClass)],
+    ) -> anyhow::Result<Option<i64>> {
+        let mut transaction = self.client.transaction()?;
+        // Waits for a concurrent sweep's commit, then sees its version: one of two applies.
+        let moved = transaction.execute(
+            "UPDATE trunk_sweep SET version = version + 1, state_json = $1
+             WHERE id = 1 AND version = $2",
+            &[&serde_json::to_string(sweep)?, &expected_version],
+        )?;
+        if moved == 0 {
+            return Ok(None);
+        }
+        let now = now_micros();
+        let classified = transaction.execute(
+            &format!(
+                "UPDATE rated_calls r SET billing_class = t.class
+                 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t (source, cdr_id, class)
+                 WHERE r.source = t.source AND r.cdr_id = t.cdr_id
+                   AND r.billing_class = '{HELD_FOR_SWEEP}'"
+            ),
+            &[
+                &classes
+                    .iter()
+                    .map(|(call, _)| call.source.as_str())
+                    .collect::<Vec<_>>(),
+                &classes
+                    .iter()
+                    .map(|(call, _)| call.cdr_id.as_str())
+                    .collect::<Vec<_>>(),
+                &classes
+                    .iter()
+                    .map(|(_, class)| class.as_str())
+                    .collect::<Vec<_>>(),
+            ],
+        )?;
+        if classified != classes.len() as u64 {
+            bail!(
+                "{} of {} calls are no longer held for the sweep",
+                classes.len() as u64 - classified,
+                classes.len()
+            );
+        }
+        let links = Self::account_links(&mut transaction, &mut self.links)?;
+        let charges = sweep_charges(classes, &links.parents)?;
+        let reference = format!("trunk sweep {}", expected_version + 1);
+        charge_usage(
+            &mut transaction,
+            &charges.usage,
+            &links,
+            None,
+            &reference,
+            now,
+        )?;
+        raise_limit_exceeded(&mut transaction, &charges.over_limit, None, now)?;
+        transaction.commit()?;
+        Ok(Some(charges.charged_units))
+    }
+
     fn call_revisions_of(
         &mut self,
         source: &str,
@@ -1530,6 +1556,107 @@ fn release_holds(
 /// Settles the authorized calls among a batch's new calls (index, cdr_id, account): their CDR is
 /// posted in this transaction, so what they still hold is released with it; a call denied at
 /// authorization is over a limit.
+/// Debits each account its usage (locked in id order), writes its ledger entry and raises the
+/// thresholds it crossed.
+fn charge_usage(
+    transaction: &mut impl GenericClient,
+    usage: &BTreeMap<String, i64>,
+    links: &AccountLinks,
+    batch_id: Option<i64>,
+    reference: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    if usage.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = usage.keys().map(String::as_str).collect();
+    let amounts: Vec<i64> = usage.values().copied().collect();
+    let locked = transaction.query(
+        "SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &[&ids],
+    )?;
+    if locked.len() != ids.len() {
+        bail!("a charged account is not in the store");
+    }
+    let debited = transaction.query(
+        "WITH debited AS (
+            UPDATE accounts a SET balance_units = a.balance_units - d.amount
+            FROM UNNEST($1::text[], $2::bigint[]) AS d (id, amount)
+            WHERE a.id = d.id
+            RETURNING a.id, d.amount, a.balance_units),
+         entries AS (
+            INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
+                batch_id, reference, created_at_micros)
+            SELECT id, 'usage', -amount, balance_units, $3, $4, $5 FROM debited
+            ORDER BY id)
+         SELECT id, amount, balance_units FROM debited",
+        &[&ids, &amounts, &batch_id, &reference, &now],
+    )?;
+    let mut alert_accounts = Vec::new();
+    let mut alert_thresholds = Vec::new();
+    let mut alert_balances = Vec::new();
+    for row in &debited {
+        let account: &str = row.get(0);
+        let (amount, balance_after): (i64, i64) = (row.get(1), row.get(2));
+        let thresholds = links.thresholds_of(account);
+        for threshold in thresholds_crossed(balance_after + amount, balance_after, thresholds) {
+            alert_accounts.push(account);
+            alert_thresholds.push(threshold);
+            alert_balances.push(balance_after);
+        }
+    }
+    if !alert_accounts.is_empty() {
+        transaction.execute(
+            "INSERT INTO alerts (kind, account, threshold_units, balance_units, batch_id,
+                created_at_micros)
+             SELECT 'threshold_crossed', a, t, b, $4, $5
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS x (a, t, b)",
+            &[
+                &alert_accounts,
+                &alert_thresholds,
+                &alert_balances,
+                &batch_id,
+                &now,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Alerts each (call id, account) that happened over a limit.
+fn raise_limit_exceeded(
+    transaction: &mut impl GenericClient,
+    calls: &[(&str, &str)],
+    batch_id: Option<i64>,
+    now: i64,
+) -> anyhow::Result<()> {
+    if calls.is_empty() {
+        return Ok(());
+    }
+    transaction.execute(
+        &format!(
+            "INSERT INTO alerts (kind, account, threshold_units, balance_units, batch_id,
+                created_at_micros, call_id)
+             SELECT '{ALERT_KIND_LIMIT_EXCEEDED}', a.id, 0, a.balance_units, $3, $4, x.call_id
+             FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS x (call_id, account, n)
+             JOIN accounts a ON a.id = x.account ORDER BY x.n"
+        ),
+        &[
+            &calls
+                .iter()
+                .map(|(call_id, _)| *call_id)
+                .collect::<Vec<_>>(),
+            &calls
+                .iter()
+                .map(|(_, account)| *account)
+                .collect::<Vec<_>>(),
+            &batch_id,
+            &now,
+        ],
+    )?;
+    Ok(())
+}
+
 fn settle_calls(
     transaction: &mut postgres::Transaction<'_>,
     calls: &[(usize, &str, &str)],

@@ -6,11 +6,11 @@ use super::ledger_store::{
     ALERT_COLUMNS, ALERT_KIND_LIMIT_EXCEEDED, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery,
     AlertToDeliver, AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor,
     CallRecord, CallRefusal, CallRevision, CreditOutcome, DeckRecord, EntryWithKey,
-    HOLD_MISMATCHES_SQL, HoldsReleased, IngestProgress, LedgerStore, LedgerTotals,
-    OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied, SETTLEABLE_CALL_STATES,
-    SETTLED_STATE_SQL, STORED_CALL_COLUMNS, StoredAccount, StoredAlert, StoredCall, StoredReject,
-    StoredRevision, call_record_from_columns, columns_of, credit_already_made, earlier_answer,
-    kept_alive, now_micros, parents_first, recharge_key,
+    HELD_CALL_COLUMNS, HOLD_MISMATCHES_SQL, HeldCall, HoldsReleased, IngestProgress, LedgerStore,
+    LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied,
+    SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS, StoredAccount, StoredAlert,
+    StoredCall, StoredReject, StoredRevision, SweepState, call_record_from_columns, columns_of,
+    credit_already_made, earlier_answer, kept_alive, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -20,11 +20,12 @@ use crate::credit::authorization::{
 use crate::credit::posting::account_chain;
 use crate::credit::posting::{
     AccountLinks, CallColumns, CallFate, PostingBatch, PostingOutcome, SettledCalls,
-    SharedAccountLinks, apply_trunk_class, call_as_json, decide_fates, new_calls, outcome_of,
-    progress_after, replayed_outcome, usage_by_account,
+    SharedAccountLinks, call_as_json, decide_fates, new_calls, outcome_of, progress_after,
+    replayed_outcome, sweep_charges, usage_by_account,
 };
 use crate::credit::rerate::{accounts_moved, applied_totals, plan_rerate_ledger};
 use crate::credit::thresholds::thresholds_crossed;
+use crate::credit::trunk_sweep::{BillingClass, HELD_FOR_SWEEP, TrunkSweep};
 use crate::credit::trunks::trunk_kind_text;
 use crate::limits::DENIAL_KEPT_SECONDS;
 use crate::limits::{SQLITE_CACHE_KIBIBYTES, SQLITE_WAL_CHECKPOINT_PAGES};
@@ -122,10 +123,9 @@ impl SqliteStore {
         }
         let mut links = AccountLinks::default();
         let mut statement =
-            transaction.prepare("SELECT id, parent, thresholds_json FROM accounts")?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            links.add(row.get(0)?, row.get(1)?, &row.get::<_, String>(2)?);
+            transaction.prepare(&format!("SELECT {ACCOUNT_ROW_COLUMNS} FROM accounts"))?;
+        for row in statement.query_map([], account_row)? {
+            links.add(&row?.into_account()?);
         }
         let links = std::sync::Arc::new(links);
         *cache = Some((generation, std::sync::Arc::clone(&links)));
@@ -398,8 +398,10 @@ impl LedgerStore for SqliteStore {
             }
         }
         let mut fates = decide_fates(batch, &repeats, &stored_digest);
-        let settled = settle_calls(&transaction, &new_calls(batch, &fates), now)?;
-        apply_trunk_class(&mut fates, &settled.on_trunk);
+        let links = Self::account_links(&transaction, &mut self.links)?;
+        let mut settled = settle_calls(&transaction, &new_calls(batch, &fates), now)?;
+        settled.hold_unauthorized(batch, &fates, &links)?;
+        settled.apply_to(&mut fates);
         {
             let columns = CallColumns::of(batch);
             let mut classify = transaction.prepare_cached(
@@ -449,60 +451,18 @@ impl LedgerStore for SqliteStore {
                 ])?;
             }
         }
-        let links = Self::account_links(&transaction, &mut self.links)?;
         let usage = usage_by_account(batch, &fates, &links.parents)?;
-        {
-            let mut debit = transaction.prepare_cached(
-                "UPDATE accounts SET balance_units = balance_units - ?1 WHERE id = ?2
-                 RETURNING balance_units",
-            )?;
-            let mut entry = transaction.prepare_cached(
-                "INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
-                    batch_id, reference, created_at_micros)
-                 VALUES (?1, 'usage', ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            let mut alert = transaction.prepare_cached(
-                "INSERT INTO alerts (kind, account, threshold_units, balance_units, batch_id,
-                    created_at_micros) VALUES ('threshold_crossed', ?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for (account, amount) in &usage {
-                let balance_after: i64 = debit
-                    .query_row(params![amount, account], |row| row.get(0))
-                    .optional()?
-                    .with_context(|| format!("account {account} is not in the store"))?;
-                entry.execute(params![
-                    account,
-                    -amount,
-                    balance_after,
-                    batch_id,
-                    format!("batch {batch_id}"),
-                    now
-                ])?;
-                let thresholds = links.thresholds_of(account);
-                for threshold in
-                    thresholds_crossed(balance_after + amount, balance_after, thresholds)
-                {
-                    alert.execute(params![account, threshold, balance_after, batch_id, now])?;
-                }
-            }
-        }
-        {
-            let columns = CallColumns::of(batch);
-            let mut alert = transaction.prepare_cached(&format!(
-                "INSERT INTO alerts (kind, account, threshold_units, balance_units, batch_id,
-                    created_at_micros, call_id)
-                 SELECT '{ALERT_KIND_LIMIT_EXCEEDED}', id, 0, balance_units, ?1, ?2, ?3
-                 FROM accounts WHERE id = ?4"
-            ))?;
-            for index in &settled.over_limit {
-                alert.execute(params![
-                    batch_id,
-                    now,
-                    columns.cdr_id.value(*index),
-                    columns.account.value(*index)
-                ])?;
-            }
-        }
+        let reference = format!("batch {batch_id}");
+        charge_usage(
+            &transaction,
+            &usage,
+            &links,
+            Some(batch_id),
+            &reference,
+            now,
+        )?;
+        let over_limit = settled.over_limit_calls(batch);
+        raise_limit_exceeded(&transaction, &over_limit, Some(batch_id), now)?;
         let mut outcome = outcome_of(batch, &fates, batch_id);
         outcome.limit_exceeded = settled.over_limit.len() as u64;
         transaction.execute(
@@ -1064,6 +1024,86 @@ impl LedgerStore for SqliteStore {
         read_call_record(&self.connection, call_id)
     }
 
+    fn held_calls(
+        &mut self,
+        cutoff_micros: i64,
+        limit: usize,
+    ) -> anyhow::Result<(SweepState, Vec<HeldCall>)> {
+        let transaction = self.connection.transaction()?;
+        let (version, state_json): (i64, String) = transaction.query_row(
+            "SELECT version, state_json FROM trunk_sweep WHERE id = 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        let mut statement = transaction.prepare(&format!(
+            "SELECT {HELD_CALL_COLUMNS} FROM rated_calls
+             WHERE billing_class = '{HELD_FOR_SWEEP}'
+               AND coalesce(answer_time_micros, start_time_micros) <= ?1
+             ORDER BY call_start_micros, source, cdr_id LIMIT ?2"
+        ))?;
+        let calls = statement
+            .query_map(params![cutoff_micros, limit as i64], |row| {
+                Ok(HeldCall {
+                    source: row.get(0)?,
+                    cdr_id: row.get(1)?,
+                    account: row.get(2)?,
+                    direction: row.get(3)?,
+                    caller: row.get(4)?,
+                    callee: row.get(5)?,
+                    start_micros: row.get(6)?,
+                    end_micros: row.get(7)?,
+                    billsec: row.get(8)?,
+                    cost_units: row.get(9)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(statement);
+        transaction.commit()?;
+        Ok((SweepState::from_stored(version, &state_json)?, calls))
+    }
+
+    fn apply_sweep(
+        &mut self,
+        expected_version: i64,
+        sweep: &TrunkSweep,
+        classes: &[(HeldCall, BillingClass)],
+    ) -> anyhow::Result<Option<i64>> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let moved = transaction.execute(
+            "UPDATE trunk_sweep SET version = version + 1, state_json = ?1
+             WHERE id = 1 AND version = ?2",
+            params![serde_json::to_string(sweep)?, expected_version],
+        )?;
+        if moved == 0 {
+            return Ok(None);
+        }
+        let now = now_micros();
+        {
+            let mut classify = transaction.prepare_cached(&format!(
+                "UPDATE rated_calls SET billing_class = ?1
+                 WHERE source = ?2 AND cdr_id = ?3 AND billing_class = '{HELD_FOR_SWEEP}'"
+            ))?;
+            for (call, class) in classes {
+                if classify.execute(params![class.as_str(), call.source, call.cdr_id])? != 1 {
+                    bail!(
+                        "call {} of {} is no longer held for the sweep",
+                        call.cdr_id,
+                        call.source
+                    );
+                }
+            }
+        }
+        let links = Self::account_links(&transaction, &mut self.links)?;
+        let charges = sweep_charges(classes, &links.parents)?;
+        let reference = format!("trunk sweep {}", expected_version + 1);
+        charge_usage(&transaction, &charges.usage, &links, None, &reference, now)?;
+        raise_limit_exceeded(&transaction, &charges.over_limit, None, now)?;
+        transaction.commit()?;
+        Ok(Some(charges.charged_units))
+    }
+
     fn call_revisions_of(
         &mut self,
         source: &str,
@@ -1217,6 +1257,68 @@ fn release_holds(
 /// Settles the authorized calls among a batch's new calls (index, cdr_id, account): their CDR is
 /// posted in this transaction, so what they still hold is released with it; a call denied at
 /// authorization is over a limit.
+/// Debits each account its usage, writes its ledger entry and raises the thresholds it crossed.
+fn charge_usage(
+    transaction: &Transaction<'_>,
+    usage: &BTreeMap<String, i64>,
+    links: &AccountLinks,
+    batch_id: Option<i64>,
+    reference: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    let mut debit = transaction.prepare_cached(
+        "UPDATE accounts SET balance_units = balance_units - ?1 WHERE id = ?2
+         RETURNING balance_units",
+    )?;
+    let mut entry = transaction.prepare_cached(
+        "INSERT INTO ledger_entries (account, kind, amount_units, balance_after_units,
+            batch_id, reference, created_at_micros)
+         VALUES (?1, 'usage', ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut alert = transaction.prepare_cached(
+        "INSERT INTO alerts (kind, account, threshold_units, balance_units, batch_id,
+            created_at_micros) VALUES ('threshold_crossed', ?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (account, amount) in usage {
+        let balance_after: i64 = debit
+            .query_row(params![amount, account], |row| row.get(0))
+            .optional()?
+            .with_context(|| format!("account {account} is not in the store"))?;
+        entry.execute(params![
+            account,
+            -amount,
+            balance_after,
+            batch_id,
+            reference,
+            now
+        ])?;
+        let thresholds = links.thresholds_of(account);
+        for threshold in thresholds_crossed(balance_after + amount, balance_after, thresholds) {
+            alert.execute(params![account, threshold, balance_after, batch_id, now])?;
+        }
+    }
+    Ok(())
+}
+
+/// Alerts each (call id, account) that happened over a limit.
+fn raise_limit_exceeded(
+    transaction: &Transaction<'_>,
+    calls: &[(&str, &str)],
+    batch_id: Option<i64>,
+    now: i64,
+) -> anyhow::Result<()> {
+    let mut alert = transaction.prepare_cached(&format!(
+        "INSERT INTO alerts (kind, account, threshold_units, balance_units, batch_id,
+            created_at_micros, call_id)
+         SELECT '{ALERT_KIND_LIMIT_EXCEEDED}', id, 0, balance_units, ?1, ?2, ?3
+         FROM accounts WHERE id = ?4"
+    ))?;
+    for (call_id, account) in calls {
+        alert.execute(params![batch_id, now, call_id, account])?;
+    }
+    Ok(())
+}
+
 fn settle_calls(
     transaction: &Transaction<'_>,
     calls: &[(usize, &str, &str)],

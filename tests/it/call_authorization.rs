@@ -54,6 +54,15 @@ fn authorize(
         .map(|answer| answer.authorization)
 }
 
+fn classes_of(store: &mut dyn LedgerStore) -> BTreeMap<String, String> {
+    store
+        .rated_calls_of("trunked", 0, i64::MAX, None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|call| (call.cdr_id, call.billing_class))
+        .collect()
+}
+
 fn in_an_hour() -> i64 {
     now_micros() + 3_600_000_000
 }
@@ -510,11 +519,11 @@ fn an_authorized_calls_cdr_is_billed_by_its_decision_and_settles_it() {
         assert_eq!((outcome.rated, outcome.limit_exceeded), (3, 1), "{label}");
         assert_eq!(
             outcome.charged_units,
-            units("2.40"),
-            "{label}: all but the trunk call"
+            units("1.20"),
+            "{label}: the call over the limit; the unauthorized one waits for the trunk sweep"
         );
         let balance = store.account("trunked").unwrap().unwrap().balance_units;
-        assert_eq!(balance, units("-2.40"), "{label}");
+        assert_eq!(balance, units("-1.20"), "{label}");
         assert_eq!(store.call_record("t-0").unwrap().unwrap().state, "settled");
         assert_eq!(
             store.call_record("over").unwrap().unwrap().state,
@@ -533,7 +542,7 @@ fn an_authorized_calls_cdr_is_billed_by_its_decision_and_settles_it() {
             .collect();
         assert_eq!(
             flagged,
-            [("limit_exceeded", Some("over"), units("-2.40"))],
+            [("limit_exceeded", Some("over"), units("-1.20"))],
             "{label}"
         );
         let calls = store
@@ -554,15 +563,29 @@ fn an_authorized_calls_cdr_is_billed_by_its_decision_and_settles_it() {
             [
                 ("over", "limit_exceeded", units("1.20")),
                 ("t-0", "trunk", units("1.20")),
-                ("unauthorized", "per_minute", units("1.20")),
+                ("unauthorized", "held", units("1.20")),
             ],
             "{label}: the trunk call keeps its list price"
         );
         // Its trunk is free again: the next call takes it.
         let next = authorize(store.as_mut(), &request("t-7", "trunked", US), in_an_hour()).unwrap();
         assert_eq!(next.decision, Decision::Trunk, "{label}");
+        // The sweep finds the unauthorized call's trunks free at its time (authorized calls hold
+        // theirs through their authorizations): on a trunk, not charged.
+        let report = tollgate::credit::trunk_sweep::run_trunk_sweep(
+            store.as_mut(),
+            now_micros(),
+            &TrunkEligibility::default(),
+        )
+        .unwrap();
+        assert_eq!(report.charged_units, 0, "{label}");
+        assert_eq!(
+            classes_of(store.as_mut())["unauthorized"],
+            "trunk",
+            "{label}"
+        );
         let totals = store.ledger_totals().unwrap();
-        assert_eq!(totals.rated_cost_units, units("2.40"), "{label}");
+        assert_eq!(totals.rated_cost_units, units("1.20"), "{label}");
         assert!(totals.balance_mismatches.is_empty(), "{label}");
         assert!(totals.hold_mismatches.is_empty(), "{label}");
     }

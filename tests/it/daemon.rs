@@ -476,3 +476,69 @@ fn calls_are_authorized_over_http_within_their_limits() {
         assert!(daemon.stop().success(), "{label}");
     }
 }
+
+#[test]
+fn the_daemon_classifies_unauthorized_cdrs_of_trunk_accounts_after_the_settle_window() {
+    for store in test_stores() {
+        let label = store.label;
+        import_sample_accounts(&store);
+        let folder = tempfile::tempdir().unwrap();
+        let office = folder.path().join("office.csv");
+        std::fs::write(
+            &office,
+            "account,parent,currency,outbound_deck,inbound_deck,trunks_outbound\n\
+             office,,USD,az-international,us-npanxx,1\n",
+        )
+        .unwrap();
+        import_accounts_into(&store, &office);
+        let daemon = start_sample_daemon(&store, folder.path(), "trunk_settle_seconds = 0\n");
+        // Two overlapping US calls on one trunk, and a toll-free one: held, then classified.
+        let cdrs = "cdr_id,account,direction,caller,callee,start_time,answer_time,end_time,billsec,disposition\n\
+                    o1,office,outbound,14155550001,13125550143,2026-11-20T10:00:00Z,2026-11-20T10:00:00Z,2026-11-20T10:10:00Z,600,ANSWERED\n\
+                    o2,office,outbound,14155550001,13125550144,2026-11-20T10:05:00Z,2026-11-20T10:05:00Z,2026-11-20T10:06:00Z,60,ANSWERED\n\
+                    o3,office,outbound,14155550001,18005550100,2026-11-20T10:07:00Z,2026-11-20T10:07:00Z,2026-11-20T10:08:00Z,60,ANSWERED\n";
+        let (status, body) = daemon.request(
+            "POST",
+            "/v1/cdrs",
+            &[("Content-Type", "text/csv")],
+            cdrs.as_bytes(),
+        );
+        assert_eq!(status, 200, "{label}: {body}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let classified = loop {
+            let metrics = daemon.request("GET", "/metrics", &[], b"").1;
+            if metrics.contains("tollgate_calls_classified_total{class=\"per_minute\"} 2") {
+                break metrics;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{label}: not classified: {metrics}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        assert!(
+            classified.contains("tollgate_calls_classified_total{class=\"trunk\"} 1"),
+            "{label}: {classified}"
+        );
+        assert!(daemon.stop().success(), "{label}");
+        let mut opened = store.open();
+        let calls = opened
+            .rated_calls_of("office", 0, i64::MAX, None, 10)
+            .unwrap();
+        let mut charged = 0;
+        for call in &calls {
+            let expected = if call.cdr_id == "o1" {
+                "trunk"
+            } else {
+                "per_minute"
+            };
+            assert_eq!(call.billing_class, expected, "{label}: {}", call.cdr_id);
+            if expected == "per_minute" {
+                charged += call.cost_units;
+            }
+        }
+        assert!(charged > 0, "{label}");
+        let balance = opened.account("office").unwrap().unwrap().balance_units;
+        assert_eq!(balance, -charged, "{label}");
+    }
+}

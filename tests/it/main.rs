@@ -29,5 +29,7 @@ mod store_outage;
 mod store_support;
 /// Shared helpers.
 mod support;
+/// The trunk sweep: held CDRs classified in start order, across files and midnight.
+mod trunk_sweep;
 /// A real HTTP server on 127.0.0.1 playing a webhook endpoint.
 mod webhook_receiver;
