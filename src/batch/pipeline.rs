@@ -429,7 +429,13 @@ pub(super) fn rate_item(
 /// A dedupe key: the 128-bit digest of (source, cdr_id), as two u64s so an entry packs into 24
 /// bytes. Its hash is the digest's first half (already uniformly distributed).
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct DedupeKey([u64; 2]);
+pub(super) struct DedupeKey([u64; 2]);
+
+impl DedupeKey {
+    pub(super) fn of(digest: u128) -> DedupeKey {
+        DedupeKey([digest as u64, (digest >> 64) as u64])
+    }
+}
 
 impl std::hash::Hash for DedupeKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -439,7 +445,7 @@ impl std::hash::Hash for DedupeKey {
 
 /// Passes a [`DedupeKey`]'s hash through untouched.
 #[derive(Default)]
-struct DigestHasher(u64);
+pub(super) struct DigestHasher(u64);
 
 impl Hasher for DigestHasher {
     fn finish(&self) -> u64 {
@@ -511,10 +517,7 @@ impl OrderedPass {
         for row in 0..block.n_rows() {
             let digest = block.key_digest[row];
             let content = block.content_digest[row] as u32;
-            match self
-                .seen
-                .entry(DedupeKey([digest as u64, (digest >> 64) as u64]))
-            {
+            match self.seen.entry(DedupeKey::of(digest)) {
                 Entry::Vacant(vacant) => {
                     vacant.insert(content);
                 }

@@ -3,10 +3,10 @@
 //! call-start order across all files, and the trunk sweep gives each its billing class. The
 //! second pass (the ordinary one) writes the classes. Runs without limits skip this pass.
 
-use super::pipeline::{InputFile, WorkItem, rate_item, read_inputs};
+use super::pipeline::{DedupeKey, DigestHasher, InputFile, WorkItem, rate_item, read_inputs};
 use super::rated_block::{RatedBlock, RatingContext, RowStatus};
 use crate::cdr::Direction;
-use crate::credit::accounts::AccountBook;
+use crate::credit::accounts::{Account, AccountBook};
 use crate::credit::trunk_sweep::{BillingClass, SweepCall, TrunkSweep, chain_needs_sweep};
 use crate::credit::trunks::TrunkEligibility;
 use crate::limits::{BLOCKS_PER_GROUP, BLOCKS_QUEUED_MAX};
@@ -15,6 +15,10 @@ use arrow::array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+
+/// Every dedupe key seen so far (the same set the ordered pass keeps).
+type SeenKeys = HashSet<DedupeKey, BuildHasherDefault<DigestHasher>>;
 use std::sync::Arc;
 
 /// The class of every rated call that is not per-minute, by dedupe key digest.
@@ -36,9 +40,12 @@ impl BillingClasses {
 /// A call waiting for its place in start order.
 struct PendingCall {
     start_micros: i64,
-    source_and_id: (String, String),
+    /// Source and cdr_id joined by a unit separator: ties in start time go by them, as in the
+    /// stores.
+    source_and_id: Box<str>,
     key_digest: u128,
-    account: String,
+    /// Index of the account's chain in the pass's chain list.
+    chain: u32,
     call: SweepCall,
 }
 
@@ -50,44 +57,54 @@ pub(super) fn classify_by_trunk_sweep(
     book: &AccountBook,
     eligibility: &TrunkEligibility,
 ) -> anyhow::Result<Option<BillingClasses>> {
-    let limited: HashSet<&str> = book
+    let chains: Vec<Vec<&Account>> = book
         .accounts
         .keys()
-        .filter(|id| chain_needs_sweep(&book.chain(id)))
-        .map(String::as_str)
+        .map(|id| book.chain(id))
+        .filter(|chain| chain_needs_sweep(chain))
         .collect();
-    if limited.is_empty() {
+    if chains.is_empty() {
         return Ok(None);
     }
+    let limited: HashMap<&str, u32> = chains
+        .iter()
+        .enumerate()
+        .map(|(index, chain)| (chain[0].id.as_str(), index as u32))
+        .collect();
     let (work_sender, work_receiver) = bounded::<Result<WorkItem, String>>(BLOCKS_QUEUED_MAX);
     let reader_inputs = Arc::clone(inputs);
     let reader_thread = std::thread::spawn(move || read_inputs(&reader_inputs, &work_sender));
-    let mut seen: HashSet<u128> = HashSet::new();
+    let mut seen = SeenKeys::default();
     let mut pending: Vec<PendingCall> = Vec::new();
     let mut failure = None;
+    // While one group is rated, the previous one is collected in file order (as in pass two).
+    let mut previous: Vec<RatedBlock> = Vec::new();
     loop {
         let mut group: Vec<WorkItem> = Vec::with_capacity(BLOCKS_PER_GROUP);
-        while group.len() < BLOCKS_PER_GROUP {
+        while failure.is_none() && group.len() < BLOCKS_PER_GROUP {
             match work_receiver.recv() {
                 Ok(Ok(item)) => group.push(item),
-                Ok(Err(problem)) => {
-                    failure = Some(anyhow!(problem));
-                    break;
-                }
+                Ok(Err(problem)) => failure = Some(anyhow!(problem)),
                 Err(_) => break,
             }
         }
+        let (rated, ()) = rayon::join(
+            || {
+                group
+                    .par_iter()
+                    .map(|item| rate_item(context, inputs, item))
+                    .collect::<Vec<RatedBlock>>()
+            },
+            || {
+                for block in &previous {
+                    collect_limited_calls(block, &limited, eligibility, &mut seen, &mut pending);
+                }
+            },
+        );
         if group.is_empty() || failure.is_some() {
             break;
         }
-        let rated: Vec<RatedBlock> = group
-            .par_iter()
-            .map(|item| rate_item(context, inputs, item))
-            .collect();
-        // In file order: the first occurrence of a dedupe key is the one rated, as in pass two.
-        for block in &rated {
-            collect_limited_calls(block, &limited, eligibility, &mut seen, &mut pending);
-        }
+        previous = rated;
     }
     drop(work_receiver);
     reader_thread
@@ -102,8 +119,7 @@ pub(super) fn classify_by_trunk_sweep(
     let mut sweep = TrunkSweep::default();
     let mut classes = BillingClasses::default();
     for call in &pending {
-        let chain = book.chain(&call.account);
-        let classified = sweep.classify(&call.call, &chain);
+        let classified = sweep.classify(&call.call, &chains[call.chain as usize]);
         if classified.class != BillingClass::PerMinute {
             classes.by_key.insert(call.key_digest, classified.class);
         }
@@ -113,9 +129,9 @@ pub(super) fn classify_by_trunk_sweep(
 
 fn collect_limited_calls(
     block: &RatedBlock,
-    limited: &HashSet<&str>,
+    limited: &HashMap<&str, u32>,
     eligibility: &TrunkEligibility,
-    seen: &mut HashSet<u128>,
+    seen: &mut SeenKeys,
     pending: &mut Vec<PendingCall>,
 ) {
     let columns = &block.input_columns;
@@ -141,13 +157,13 @@ fn collect_limited_calls(
     for row in 0..block.n_rows() {
         // As in the ordered pass: a key's first occurrence, rated or not, makes later ones
         // duplicates.
-        let first_occurrence = seen.insert(block.key_digest[row]);
-        if !first_occurrence
-            || block.status[row] != RowStatus::Rated
-            || !limited.contains(account.value(row))
-        {
+        let first_occurrence = seen.insert(DedupeKey::of(block.key_digest[row]));
+        if !first_occurrence || block.status[row] != RowStatus::Rated {
             continue;
         }
+        let Some(&chain) = limited.get(account.value(row)) else {
+            continue;
+        };
         let Some(direction) = Direction::parse(direction.value(row)) else {
             continue;
         };
@@ -164,9 +180,9 @@ fn collect_limited_calls(
         };
         pending.push(PendingCall {
             start_micros,
-            source_and_id: (source.value(row).to_string(), cdr_id.value(row).to_string()),
+            source_and_id: format!("{}\u{1f}{}", source.value(row), cdr_id.value(row)).into(),
             key_digest: block.key_digest[row],
-            account: account.value(row).to_string(),
+            chain,
             call: SweepCall {
                 direction,
                 trunk_eligible: eligibility.call_is_eligible(

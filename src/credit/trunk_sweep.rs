@@ -40,6 +40,10 @@ impl BillingClass {
     }
 }
 
+/// Levels with trunks a chain may have; a deeper chain's extra levels count as full (account
+/// trees are a handful of levels deep: carrier, reseller, customer, sub-account).
+const MAX_CHAIN_WITH_ROOM: usize = 16;
+
 /// How stores mark a posted call whose class waits for the sweep (stored, not yet charged).
 pub const HELD_FOR_SWEEP: &str = "held";
 
@@ -121,41 +125,40 @@ impl TrunkSweep {
             // Nothing was used and nothing is charged.
             return BillingClass::PerMinute;
         }
-        let trunk_levels: Vec<&Account> = chain
-            .iter()
-            .copied()
-            .filter(|account| has_trunks(account))
-            .collect();
-        if call.trunk_eligible && !trunk_levels.is_empty() {
+        let trunk_levels = || chain.iter().copied().filter(|account| has_trunks(account));
+        if call.trunk_eligible && trunk_levels().next().is_some() {
             let start = call.start_micros;
-            let pools: Option<Vec<TrunkKind>> = trunk_levels
-                .iter()
-                .map(|account| {
-                    let uses = self.up.entry(account.id.clone()).or_default();
-                    if !late {
-                        // In start order nothing that ended by now can matter again.
-                        uses.retain(|up| up.end_micros > start);
+            let mut pools = [TrunkKind::TwoWay; MAX_CHAIN_WITH_ROOM];
+            let mut all_have_room = true;
+            for (level, account) in trunk_levels().enumerate() {
+                let uses = self.uses_of(&account.id);
+                if !late {
+                    // In start order nothing that ended by now can matter again.
+                    uses.retain(|up| up.end_micros > start);
+                }
+                let pool = pool_with_room(account, call.direction, |kind| {
+                    uses.iter()
+                        .filter(|up| {
+                            up.kind == kind && up.start_micros <= start && start < up.end_micros
+                        })
+                        .count() as u32
+                });
+                match (pool, pools.get_mut(level)) {
+                    (Some(kind), Some(slot)) => *slot = kind,
+                    _ => {
+                        all_have_room = false;
+                        break;
                     }
-                    pool_with_room(account, call.direction, |kind| {
-                        uses.iter()
-                            .filter(|up| {
-                                up.kind == kind && up.start_micros <= start && start < up.end_micros
-                            })
-                            .count() as u32
-                    })
-                })
-                .collect();
-            if let Some(pools) = pools {
-                for (account, kind) in trunk_levels.iter().zip(pools) {
+                }
+            }
+            if all_have_room {
+                for (account, kind) in trunk_levels().zip(pools) {
                     debug_assert!(trunks_of(account, kind) > 0);
-                    self.up
-                        .entry(account.id.clone())
-                        .or_default()
-                        .push(TrunkUse {
-                            start_micros: call.start_micros,
-                            end_micros: call.end_micros.max(call.start_micros),
-                            kind,
-                        });
+                    self.uses_of(&account.id).push(TrunkUse {
+                        start_micros: call.start_micros,
+                        end_micros: call.end_micros.max(call.start_micros),
+                        kind,
+                    });
                 }
                 return BillingClass::Trunk;
             }
@@ -165,6 +168,14 @@ impl TrunkSweep {
         } else {
             BillingClass::PerMinute
         }
+    }
+
+    /// The trunk calls of one account (allocating its entry only the first time).
+    fn uses_of(&mut self, account: &str) -> &mut Vec<TrunkUse> {
+        if !self.up.contains_key(account) {
+            self.up.insert(account.to_string(), Vec::new());
+        }
+        self.up.get_mut(account).expect("inserted above")
     }
 
     /// Drops the trunk calls that ended by the watermark: the state stays as small as the trunks
