@@ -1,6 +1,6 @@
 //! tollgate: CDR rating and credit control. The folder tree is the pipeline:
 //! `ingest` (decoding) → `rate` (pure pricing) → `credit` (accounts, posting rules) → `store`
-//! (outputs, ledger stores); `batch` runs the nightly job and `daemon` the streaming service.
+//! (outputs, ledger stores); `batch` runs the nightly job, `daemon` the streaming service and `portal` its read API.
 
 pub mod batch;
 pub mod cdr;
@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod ingest;
 pub mod limits;
 pub mod money;
+pub mod portal;
 pub mod rate;
 pub mod store;
 pub mod synthetic;

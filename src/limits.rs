@@ -161,3 +161,7 @@ pub const CALL_SETTLE_SECONDS: u32 = 3_600;
 /// How long a denial is kept to recognise its call's CDR should the call happen anyway (flagged
 /// limit_exceeded); after that the denial is closed, and posting stops looking for its CDR.
 pub const DENIAL_KEPT_SECONDS: i64 = 86_400;
+
+/// Calls per page of the portal's call listings: the default and the most a client may ask for.
+pub const PORTAL_PAGE_DEFAULT: usize = 100;
+pub const PORTAL_PAGE_MAX: usize = 1_000;

@@ -80,6 +80,11 @@ enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Bearer tokens of the portal API (`/v1/accounts/...`).
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Credit an account (a ledger entry of kind credit). The same idempotency key twice credits
     /// once; the same key with another account or amount is refused.
     Credit {
@@ -197,6 +202,33 @@ enum RechargeCommand {
 }
 
 #[derive(Subcommand)]
+enum TokensCommand {
+    /// Create a token and print it (shown this once; only its SHA-256 is stored). An account token
+    /// sees that account and every account below it; an operator token sees everything.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(
+            long,
+            conflicts_with = "operator",
+            required_unless_present = "operator"
+        )]
+        account: Option<String>,
+        #[arg(long)]
+        operator: bool,
+        /// Who or what the token is for, kept with it.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Revoke a token by the id `tokens create` printed: it answers 401 from then on.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        id: i64,
+    },
+}
+
+#[derive(Subcommand)]
 enum AccountsCommand {
     /// Insert or update accounts from a CSV or TOML file (idempotent; refused whole when any
     /// account is wrong).
@@ -237,6 +269,42 @@ fn main() -> ExitCode {
                 .with_ansi(std::io::stderr().is_terminal())
                 .init();
             run_daemon(config)
+        }),
+        Command::Tokens {
+            command:
+                TokensCommand::Create {
+                    store,
+                    account,
+                    operator: _,
+                    label,
+                },
+        } => store.open().and_then(|mut opened| {
+            if let Some(account) = &account {
+                opened
+                    .account(account)?
+                    .ok_or_else(|| anyhow::anyhow!("no account {account:?} in the store"))?;
+            }
+            let (token, digest) = tollgate::portal::tokens::new_token()?;
+            let id = opened.create_token(&digest, account.as_deref(), &label)?;
+            eprintln!(
+                "token {id} for {}: shown once, keep it safe",
+                account
+                    .as_deref()
+                    .map_or("the operator".to_string(), |account| format!(
+                        "account {account}"
+                    ))
+            );
+            println!("{token}");
+            Ok(())
+        }),
+        Command::Tokens {
+            command: TokensCommand::Revoke { store, id },
+        } => store.open().and_then(|mut opened| {
+            if !opened.revoke_token(id)? {
+                anyhow::bail!("no token {id}");
+            }
+            println!("token {id} revoked");
+            Ok(())
         }),
         Command::Accounts {
             command: AccountsCommand::Import { store, file },

@@ -33,6 +33,7 @@ pub fn router(shared: Arc<DaemonShared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::portal::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(shared)
 }

@@ -140,8 +140,29 @@ pub struct StoredCall {
     pub cost_units: i64,
     pub currency: String,
     pub revision: i64,
-    /// `per_minute`, or `trunk` for a call on a trunk (not charged).
+    /// `per_minute`, `trunk` (on a trunk, not charged), `limit_exceeded`, or `held` (waiting for
+    /// the trunk sweep).
     pub billing_class: String,
+    pub destination: Option<String>,
+}
+
+/// What an API token may see: everything, or one account and the accounts below it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenScope {
+    Operator,
+    Account(String),
+}
+
+/// A page of an account's calls, newest first: which calls and where the page starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallsQuery {
+    pub accounts: Vec<String>,
+    pub from_micros: i64,
+    pub to_micros: i64,
+    pub direction: Option<String>,
+    /// The last call of the previous page: this page holds calls before it.
+    pub before: Option<CallCursor>,
+    pub limit: usize,
 }
 
 /// A rated call's charge: its cost, or nothing on a trunk (same SQL in both stores).
@@ -191,7 +212,7 @@ impl SweepState {
 /// The stored-call columns in the order `StoredCall` lists them.
 pub const STORED_CALL_COLUMNS: &str = "source, cdr_id, account, direction, caller, callee, \
     start_time_micros, answer_time_micros, end_time_micros, billsec, disposition, deck, \
-    CAST(rate AS TEXT), billable_seconds, cost_units, currency, revision, billing_class";
+    CAST(rate AS TEXT), billable_seconds, cost_units, currency, revision, billing_class, destination";
 
 /// Where a page of calls ends: the next page starts after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,6 +232,16 @@ impl CallCursor {
             cdr_id: String::new(),
         })
     }
+}
+
+/// Where a newest-first page starts: before the query's cursor, or before every call that starts
+/// at `to` (no call at `to` is in range, and sources and ids are never empty).
+pub fn newest_first_cursor(query: &CallsQuery) -> CallCursor {
+    query.before.clone().unwrap_or(CallCursor {
+        start_time_micros: query.to_micros,
+        source: String::new(),
+        cdr_id: String::new(),
+    })
 }
 
 impl StoredCall {
@@ -495,6 +526,27 @@ pub trait LedgerStore: Send {
     fn expire_calls(&mut self, now_micros: i64) -> anyhow::Result<u64>;
 
     fn call_record(&mut self, call_id: &str) -> anyhow::Result<Option<CallRecord>>;
+
+    /// Stores a new API token by its SHA-256 (hex); `account` `None` is an operator token.
+    fn create_token(
+        &mut self,
+        token_sha256: &str,
+        account: Option<&str>,
+        label: &str,
+    ) -> anyhow::Result<i64>;
+
+    /// Revokes a token by id; false when there is no such token.
+    fn revoke_token(&mut self, id: i64) -> anyhow::Result<bool>;
+
+    /// What a token (by its SHA-256) may see; `None` when unknown or revoked.
+    fn token_scope(&mut self, token_sha256: &str) -> anyhow::Result<Option<TokenScope>>;
+
+    /// (trunk kind or `none`, calls up, money reserved) held on an account right now.
+    fn account_holds(&mut self, account: &str) -> anyhow::Result<Vec<(String, i64, i64)>>;
+
+    /// Rated calls of some accounts that started in `[from, to)`, newest first (start time, then
+    /// source and cdr_id, descending), after the query's cursor.
+    fn calls_newest_first(&mut self, query: &CallsQuery) -> anyhow::Result<Vec<StoredCall>>;
 
     /// The trunk sweep's state, and up to `limit` calls held for it that started by
     /// `cutoff_micros`, in start order (then source, cdr_id).

@@ -256,6 +256,19 @@ INSERT INTO trunk_sweep (id, version, state_json) VALUES (1, 0, '{}');
 CREATE INDEX rated_calls_held ON rated_calls (billing_class) WHERE billing_class = 'held';
 ",
     ),
+    (
+        7,
+        "
+CREATE TABLE api_tokens (
+    id INTEGER PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    account TEXT REFERENCES accounts (id),
+    label TEXT NOT NULL,
+    created_at_micros INTEGER NOT NULL,
+    revoked_at_micros INTEGER
+);
+",
+    ),
 ];
 
 /// (version, SQL) for PostgreSQL: the same tables and columns.
@@ -489,6 +502,19 @@ CREATE TABLE trunk_sweep (
 );
 INSERT INTO trunk_sweep (id, version, state_json) VALUES (1, 0, '{}');
 CREATE INDEX rated_calls_held ON rated_calls (billing_class) WHERE billing_class = 'held';
+",
+    ),
+    (
+        7,
+        "
+CREATE TABLE api_tokens (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    account TEXT REFERENCES accounts (id),
+    label TEXT NOT NULL,
+    created_at_micros BIGINT NOT NULL,
+    revoked_at_micros BIGINT
+);
 ",
     ),
 ];

@@ -14,12 +14,13 @@ use super::ledger_store::{
     ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
     ALERT_COLUMNS, ALERT_KIND_LIMIT_EXCEEDED, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery,
     AlertToDeliver, AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor,
-    CallRecord, CallRefusal, CallRevision, CreditOutcome, DeckRecord, EntryWithKey,
+    CallRecord, CallRefusal, CallRevision, CallsQuery, CreditOutcome, DeckRecord, EntryWithKey,
     HELD_CALL_COLUMNS, HOLD_MISMATCHES_SQL, HeldCall, HoldsReleased, IngestProgress, LedgerStore,
     LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied,
     SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS, StoredAccount, StoredAlert,
-    StoredCall, StoredReject, StoredRevision, SweepState, call_record_from_columns, columns_of,
-    credit_already_made, earlier_answer, kept_alive, now_micros, parents_first, recharge_key,
+    StoredCall, StoredReject, StoredRevision, SweepState, TokenScope, call_record_from_columns,
+    columns_of, credit_already_made, earlier_answer, kept_alive, newest_first_cursor, now_micros,
+    parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -895,29 +896,7 @@ impl LedgerStore for PostgresStore {
                 &(limit as i64),
             ],
         )?;
-        Ok(rows
-            .iter()
-            .map(|row| StoredCall {
-                source: row.get(0),
-                cdr_id: row.get(1),
-                account: row.get(2),
-                direction: row.get(3),
-                caller: row.get(4),
-                callee: row.get(5),
-                start_time_micros: row.get(6),
-                answer_time_micros: row.get(7),
-                end_time_micros: row.get(8),
-                billsec: row.get(9),
-                disposition: row.get(10),
-                deck: row.get(11),
-                rate: row.get(12),
-                billable_seconds: row.get(13),
-                cost_units: row.get(14),
-                currency: row.get(15),
-                revision: row.get(16),
-                billing_class: row.get(17),
-            })
-            .collect())
+        Ok(rows.iter().map(stored_call).collect())
     }
 
     fn apply_call_revisions(
@@ -1388,6 +1367,78 @@ impl LedgerStore for PostgresStore {
             .transpose()
     }
 
+    fn create_token(
+        &mut self,
+        token_sha256: &str,
+        account: Option<&str>,
+        label: &str,
+    ) -> anyhow::Result<i64> {
+        let row = self.client.query_one(
+            "INSERT INTO api_tokens (token_sha256, account, label, created_at_micros)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+            &[&token_sha256, &account, &label, &now_micros()],
+        )?;
+        Ok(row.get(0))
+    }
+
+    fn revoke_token(&mut self, id: i64) -> anyhow::Result<bool> {
+        Ok(self.client.execute(
+            "UPDATE api_tokens SET revoked_at_micros = coalesce(revoked_at_micros, $1)
+             WHERE id = $2",
+            &[&now_micros(), &id],
+        )? == 1)
+    }
+
+    fn token_scope(&mut self, token_sha256: &str) -> anyhow::Result<Option<TokenScope>> {
+        let row = self.client.query_opt(
+            "SELECT account FROM api_tokens
+             WHERE token_sha256 = $1 AND revoked_at_micros IS NULL",
+            &[&token_sha256],
+        )?;
+        Ok(row.map(|row| {
+            row.get::<_, Option<String>>(0)
+                .map_or(TokenScope::Operator, TokenScope::Account)
+        }))
+    }
+
+    fn account_holds(&mut self, account: &str) -> anyhow::Result<Vec<(String, i64, i64)>> {
+        Ok(self
+            .client
+            .query(
+                "SELECT trunk_kind, calls, reserved_units FROM account_holds
+                 WHERE account = $1 ORDER BY trunk_kind",
+                &[&account],
+            )?
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect())
+    }
+
+    fn calls_newest_first(&mut self, query: &CallsQuery) -> anyhow::Result<Vec<StoredCall>> {
+        let before = newest_first_cursor(query);
+        let rows = self.client.query(
+            &format!(
+                "SELECT {STORED_CALL_COLUMNS} FROM rated_calls
+                 WHERE account = ANY($1)
+                   AND start_time_micros >= $2 AND start_time_micros < $3
+                   AND ($4::text IS NULL OR direction = $4)
+                   AND (start_time_micros, source, cdr_id) < ($5, $6, $7)
+                 ORDER BY start_time_micros DESC, source DESC, cdr_id DESC LIMIT $8"
+            ),
+            &[
+                &query.accounts,
+                &query.from_micros,
+                &query.to_micros,
+                &query.direction,
+                &before.start_time_micros,
+                &before.source,
+                &before.cdr_id,
+                &(query.limit as i64),
+            ],
+        )?;
+        Ok(rows.iter().map(stored_call).collect())
+    }
+
     fn held_calls(
         &mut self,
         cutoff_micros: i64,
@@ -1655,6 +1706,30 @@ fn raise_limit_exceeded(
         ],
     )?;
     Ok(())
+}
+
+fn stored_call(row: &postgres::Row) -> StoredCall {
+    StoredCall {
+        source: row.get(0),
+        cdr_id: row.get(1),
+        account: row.get(2),
+        direction: row.get(3),
+        caller: row.get(4),
+        callee: row.get(5),
+        start_time_micros: row.get(6),
+        answer_time_micros: row.get(7),
+        end_time_micros: row.get(8),
+        billsec: row.get(9),
+        disposition: row.get(10),
+        deck: row.get(11),
+        rate: row.get(12),
+        billable_seconds: row.get(13),
+        cost_units: row.get(14),
+        currency: row.get(15),
+        revision: row.get(16),
+        billing_class: row.get(17),
+        destination: row.get(18),
+    }
 }
 
 fn settle_calls(

@@ -13,6 +13,8 @@ mod daemon;
 mod daemon_support;
 /// Deck loading: a bad deck is refused whole with every problem named.
 mod deck_loading;
+/// The portal API: tokens, tenant isolation, unbilled calls.
+mod portal;
 /// Data-driven pricing cases: increments, minimums, fees, caps, dates, bands, rounding.
 mod pricing;
 /// `tollgate rate` end to end: outputs, rejects, duplicates, invariants, unusable input.

@@ -1,0 +1,167 @@
+//! The portal API under `/v1/accounts`: what customer portals and operators read. Every request
+//! carries a bearer token; an account token sees its account and those below it, and anything
+//! else answers 404 (never 403, so account ids do not leak). Reads go through the daemon's reader
+//! connection on a blocking thread.
+
+pub mod account_routes;
+pub mod query_params;
+pub mod tokens;
+
+use crate::daemon::DaemonShared;
+use crate::daemon::http_intake::error_response;
+use crate::store::ledger_store::{LedgerStore, open_store};
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A refusal: its status and a message, answered as `{"error": message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_parameter(message: String) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(self.status, self.message)
+    }
+}
+
+/// A handler's answer: a response, or a refusal.
+pub type ApiResult = Result<Response, ApiError>;
+
+pub fn router() -> Router<Arc<DaemonShared>> {
+    Router::new()
+        .route("/v1/accounts/{id}", get(account_routes::account))
+        .route("/v1/accounts/{id}/children", get(account_routes::children))
+        .route(
+            "/v1/accounts/{id}/unbilled-calls",
+            get(account_routes::unbilled_calls),
+        )
+}
+
+/// Runs `read` on the daemon's reader connection (opened again after a failure). A store failure
+/// is a 503; `read` answers its own 4xx.
+pub async fn read_store<T: Send + 'static>(
+    shared: &Arc<DaemonShared>,
+    read: impl FnOnce(&mut dyn LedgerStore) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || {
+        let mut store = shared.reader_store.lock().expect("reader store lock");
+        if store.is_none() {
+            *store = Some(open_store(&shared.location).map_err(unavailable)?);
+        }
+        let result = read(store.as_mut().expect("opened above").as_mut());
+        if result
+            .as_ref()
+            .is_err_and(|refusal| refusal.status == StatusCode::SERVICE_UNAVAILABLE)
+        {
+            *store = None;
+        }
+        result
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the read failed"))?
+}
+
+/// A store error as the client sees it: 503, try again.
+pub fn unavailable(error: anyhow::Error) -> ApiError {
+    tracing::warn!("portal read failed: {error:#}");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the store does not answer; try again",
+    )
+}
+
+/// The bearer token of a request (checked against the store by [`authorize_read`]).
+pub fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "an Authorization: Bearer token is required",
+            )
+        })?;
+    value
+        .strip_prefix("Bearer ")
+        .map(|token| token.trim().to_string())
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the Authorization header must be: Bearer TOKEN",
+            )
+        })
+}
+
+/// Checks the token and that it may see `account`; returns every account's parent (the tree the
+/// check used). An unknown or revoked token is 401; an account it may not see, or that does not
+/// exist, is 404.
+pub fn authorize_read(
+    store: &mut dyn LedgerStore,
+    token: &str,
+    account: &str,
+) -> Result<HashMap<String, Option<String>>, ApiError> {
+    let scope = store
+        .token_scope(&tokens::token_sha256(token))
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))?;
+    let parents: HashMap<String, Option<String>> = store
+        .accounts()
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|stored| (stored.id, stored.parent))
+        .collect();
+    if !tokens::may_see(&scope, account, &parents) {
+        return Err(not_found(account));
+    }
+    Ok(parents)
+}
+
+pub fn not_found(account: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no account {account:?}"))
+}
+
+/// `account` and every account below it, the account first.
+pub fn subtree(account: &str, parents: &HashMap<String, Option<String>>) -> Vec<String> {
+    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (id, parent) in parents {
+        if let Some(parent) = parent {
+            children
+                .entry(parent.as_str())
+                .or_default()
+                .push(id.as_str());
+        }
+    }
+    let mut found = vec![account.to_string()];
+    let mut next = 0;
+    while next < found.len() {
+        let mut below: Vec<&str> = children
+            .get(found[next].as_str())
+            .cloned()
+            .unwrap_or_default();
+        below.sort_unstable();
+        found.extend(below.into_iter().map(str::to_string));
+        next += 1;
+    }
+    found
+}

@@ -1,0 +1,258 @@
+//! The portal API on both stores, through a running daemon: every route with every kind of token
+//! against an account, its child, its parent and a stranger (404, never data, for what a token may
+//! not see); unbilled calls by local day on a DST day, newest first, with a cursor that stays put
+//! while new calls arrive; bad parameters named in 400s.
+
+use crate::daemon_support::{Daemon, import_accounts_into, start_sample_daemon};
+use crate::store_support::{TestStore, test_stores};
+use crate::support::{repo_path, tollgate_succeeds};
+
+fn create_token(store: &TestStore, who: &[&str]) -> String {
+    let mut arguments = vec!["tokens".to_string(), "create".to_string()];
+    arguments.extend(store.cli_arguments());
+    arguments.extend(who.iter().map(|text| text.to_string()));
+    let output = tollgate_succeeds(&arguments);
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+fn get(daemon: &Daemon, path: &str, token: &str) -> (u16, serde_json::Value) {
+    let authorization = format!("Bearer {token}");
+    let (status, body) = daemon.request("GET", path, &[("Authorization", &authorization)], b"");
+    let json = serde_json::from_str(&body)
+        .unwrap_or_else(|error| panic!("{path}: not JSON ({error}): {body}"));
+    (status, json)
+}
+
+/// One CDR of acct-1001 to London, answered at `time` (UTC) for a minute.
+fn cdr(id: &str, time: &str) -> String {
+    let start = chrono::DateTime::parse_from_rfc3339(time).unwrap();
+    let end = (start + chrono::Duration::seconds(60)).to_rfc3339();
+    format!("{id},acct-1001,outbound,14155550001,442079460000,{time},{time},{end},60,ANSWERED\n")
+}
+
+fn post_cdrs(daemon: &Daemon, lines: &[String]) {
+    let body = format!(
+        "cdr_id,account,direction,caller,callee,start_time,answer_time,end_time,billsec,disposition\n{}",
+        lines.concat()
+    );
+    let (status, answer) = daemon.request(
+        "POST",
+        "/v1/cdrs",
+        &[("Content-Type", "text/csv")],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+}
+
+fn ids(page: &serde_json::Value) -> Vec<String> {
+    page["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|call| call["cdr_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_route_shows_a_token_its_subtree_and_nothing_else() {
+    for store in test_stores() {
+        let label = store.label;
+        import_accounts_into(&store, &repo_path("fixtures/cdrs/sample-accounts.csv"));
+        let folder = tempfile::tempdir().unwrap();
+        let stranger = folder.path().join("stranger.csv");
+        std::fs::write(
+            &stranger,
+            "account,currency,outbound_deck,inbound_deck\nstranger,USD,az-international,us-npanxx\n",
+        )
+        .unwrap();
+        import_accounts_into(&store, &stranger);
+        let operator = create_token(&store, &["--operator", "--label", "ops"]);
+        let parent = create_token(&store, &["--account", "acct-1000"]);
+        let child = create_token(&store, &["--account", "acct-1001"]);
+        let outsider = create_token(&store, &["--account", "stranger"]);
+        let daemon = start_sample_daemon(&store, folder.path(), "");
+        post_cdrs(&daemon, &[cdr("m1", "2026-11-20T10:00:00Z")]);
+
+        let tokens = [
+            (
+                "operator",
+                &operator,
+                ["acct-1000", "acct-1001", "stranger"].as_slice(),
+            ),
+            ("parent", &parent, ["acct-1000", "acct-1001"].as_slice()),
+            ("child", &child, ["acct-1001"].as_slice()),
+            ("stranger", &outsider, ["stranger"].as_slice()),
+        ];
+        let routes = ["", "/children", "/unbilled-calls"];
+        for (who, token, visible) in tokens {
+            for target in ["acct-1000", "acct-1001", "stranger", "nobody"] {
+                for route in routes {
+                    let path = format!("/v1/accounts/{target}{route}");
+                    let (status, body) = get(&daemon, &path, token);
+                    if visible.contains(&target) {
+                        assert_eq!(status, 200, "{label}: {who} {path}: {body}");
+                        assert_eq!(
+                            body.get("id").or(body.get("account")),
+                            Some(&serde_json::json!(target)),
+                            "{label}: {who} {path}"
+                        );
+                    } else {
+                        assert_eq!(status, 404, "{label}: {who} {path}: {body}");
+                        assert_eq!(
+                            body,
+                            serde_json::json!({"error": format!("no account {target:?}")}),
+                            "{label}: {who} {path}: the same answer whether it exists or not"
+                        );
+                    }
+                }
+            }
+        }
+        // The parent sees its child's calls through include_sub_accounts; the child's own token
+        // cannot widen itself upwards.
+        let (_, page) = get(
+            &daemon,
+            "/v1/accounts/acct-1000/unbilled-calls?include_sub_accounts=true",
+            &parent,
+        );
+        assert_eq!(ids(&page), ["m1"], "{label}");
+        let (_, page) = get(&daemon, "/v1/accounts/acct-1000/unbilled-calls", &parent);
+        assert_eq!(
+            ids(&page),
+            Vec::<String>::new(),
+            "{label}: its own calls only"
+        );
+        let (status, _) = get(&daemon, "/v1/accounts/acct-1000/children", &child);
+        assert_eq!(status, 404, "{label}");
+        let (_, children) = get(&daemon, "/v1/accounts/acct-1000/children", &parent);
+        assert_eq!(
+            children["children"].as_array().unwrap().len(),
+            10,
+            "{label}"
+        );
+        let (_, profile) = get(&daemon, "/v1/accounts/acct-1001", &child);
+        let (_, calls) = get(&daemon, "/v1/accounts/acct-1001/unbilled-calls", &child);
+        let cost = calls["calls"][0]["cost"].as_str().unwrap();
+        assert_eq!(profile["balance"], format!("-{cost}"), "{label}: {profile}");
+        assert_eq!(
+            profile["available"], profile["balance"],
+            "{label}: prepaid, nothing reserved"
+        );
+
+        // Without a token, with a made-up one, with a revoked one: 401.
+        let (status, _) = daemon.request("GET", "/v1/accounts/acct-1001", &[], b"");
+        assert_eq!(status, 401, "{label}");
+        assert_eq!(
+            get(&daemon, "/v1/accounts/acct-1001", "tg_made_up").0,
+            401,
+            "{label}"
+        );
+        let mut revoke = vec!["tokens".to_string(), "revoke".to_string()];
+        revoke.extend(store.cli_arguments());
+        revoke.push("3".to_string());
+        tollgate_succeeds(&revoke);
+        assert_eq!(
+            get(&daemon, "/v1/accounts/acct-1001", &child).0,
+            401,
+            "{label}"
+        );
+        assert_eq!(
+            get(&daemon, "/v1/accounts/acct-1001", &parent).0,
+            200,
+            "{label}"
+        );
+        assert!(daemon.stop().success(), "{label}");
+    }
+}
+
+#[test]
+fn unbilled_calls_by_local_day_newest_first_with_a_stable_cursor() {
+    for store in test_stores() {
+        let label = store.label;
+        import_accounts_into(&store, &repo_path("fixtures/cdrs/sample-accounts.csv"));
+        let token = create_token(&store, &["--operator"]);
+        let folder = tempfile::tempdir().unwrap();
+        let daemon = start_sample_daemon(&store, folder.path(), "");
+        // New York's clocks went back on 2026-11-01: that local day has 25 hours, from 04:00Z
+        // to 05:00Z the next day.
+        post_cdrs(
+            &daemon,
+            &[
+                cdr("d1", "2026-11-01T03:30:00Z"), // Oct 31, 23:30 EDT
+                cdr("d2", "2026-11-01T04:30:00Z"), // Nov 1, 00:30 EDT
+                cdr("d3", "2026-11-02T04:30:00Z"), // Nov 1, 23:30 EST
+                cdr("d4", "2026-11-02T05:30:00Z"), // Nov 2, 00:30 EST
+            ],
+        );
+        let calls = "/v1/accounts/acct-1001/unbilled-calls";
+        let (status, page) = get(
+            &daemon,
+            &format!("{calls}?from=2026-11-01&to=2026-11-02&tz=America/New_York"),
+            &token,
+        );
+        assert_eq!(status, 200, "{label}: {page}");
+        assert_eq!(ids(&page), ["d3", "d2"], "{label}");
+        assert_eq!(
+            page["calls"][0]["start_time"], "2026-11-01T23:30:00-05:00",
+            "{label}: times in the zone asked for"
+        );
+        assert_eq!(
+            page["calls"][1]["start_time"], "2026-11-01T00:30:00-04:00",
+            "{label}"
+        );
+        assert_eq!(
+            page["calls"][0]["destination"], "United Kingdom - London",
+            "{label}"
+        );
+        let (_, utc_day) = get(
+            &daemon,
+            &format!("{calls}?from=2026-11-01&to=2026-11-02"),
+            &token,
+        );
+        assert_eq!(
+            ids(&utc_day),
+            ["d2", "d1"],
+            "{label}: the account's zone, UTC"
+        );
+
+        // Pages of two, newest first; a call arriving between pages neither repeats nor skips one.
+        let (_, first) = get(&daemon, &format!("{calls}?limit=2"), &token);
+        assert_eq!(ids(&first), ["d4", "d3"], "{label}");
+        post_cdrs(
+            &daemon,
+            &[
+                cdr("d5", "2026-11-03T00:00:00Z"),
+                cdr("d0", "2026-10-30T00:00:00Z"),
+            ],
+        );
+        let cursor = first["next_cursor"].as_str().unwrap().to_string();
+        let (_, second) = get(&daemon, &format!("{calls}?limit=2&cursor={cursor}"), &token);
+        assert_eq!(ids(&second), ["d2", "d1"], "{label}");
+        let cursor = second["next_cursor"].as_str().unwrap().to_string();
+        let (_, third) = get(&daemon, &format!("{calls}?limit=2&cursor={cursor}"), &token);
+        assert_eq!(ids(&third), ["d0"], "{label}");
+        assert_eq!(third["next_cursor"], serde_json::Value::Null, "{label}");
+
+        // A bad parameter is a 400 naming it.
+        let cases = [
+            ("tz=Mars/Olympus", "tz"),
+            ("from=yesterday", "from"),
+            ("from=2026-11-02&to=2026-11-01", "from"),
+            ("limit=0", "limit"),
+            ("limit=100000", "limit"),
+            ("direction=sideways", "direction"),
+            ("cursor=zz", "cursor"),
+            ("include_sub_accounts=maybe", "include_sub_accounts"),
+            ("form=2026-11-01", "form"),
+        ];
+        for (query, parameter) in cases {
+            let (status, body) = get(&daemon, &format!("{calls}?{query}"), &token);
+            assert_eq!(status, 400, "{label}: {query}: {body}");
+            let message = body["error"].as_str().unwrap();
+            assert!(
+                message.starts_with(&format!("{parameter}:")),
+                "{label}: {query}: {message}"
+            );
+        }
+        assert!(daemon.stop().success(), "{label}");
+    }
+}
