@@ -10,7 +10,7 @@ use crate::credit::trunks::{TrunkKind, trunks_of};
 use crate::daemon::DaemonShared;
 use crate::limits::{PORTAL_PAGE_DEFAULT, PORTAL_PAGE_MAX};
 use crate::money::{ledger_decimal, ledger_units};
-use crate::store::ledger_store::{CallsQuery, LedgerStore, StoredAccount, StoredCall};
+use crate::store::ledger_store::{CallsQuery, LedgerStore, StoredAccount, StoredCall, TokenScope};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -20,21 +20,38 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// An account a token may see: its profile and balance, the token's scope, and every account's
+/// parent.
+pub struct VisibleAccount {
+    pub stored: StoredAccount,
+    pub scope: TokenScope,
+    pub parents: HashMap<String, Option<String>>,
+}
+
 /// Answers a route of account `id`: checks the bearer token, then runs `read` on the reader
-/// connection with the account and every account's parent, if the token may see it.
-async fn read_visible_account(
+/// connection with the account, if the token may see it.
+pub async fn read_visible_account(
     shared: Arc<DaemonShared>,
     headers: HeaderMap,
     id: String,
-    read: impl FnOnce(&mut dyn LedgerStore, StoredAccount, HashMap<String, Option<String>>) -> ApiResult
-    + Send
-    + 'static,
+    read: impl FnOnce(&mut dyn LedgerStore, VisibleAccount) -> ApiResult + Send + 'static,
 ) -> Response {
     let answered = match bearer_token(&headers) {
         Ok(token) => {
             read_store(&shared, move |store| {
-                let (stored, parents) = visible_account(store, &token, &id)?;
-                read(store, stored, parents)
+                let (scope, parents) = authorize_read(store, &token, &id)?;
+                let stored = store
+                    .account(&id)
+                    .map_err(unavailable)?
+                    .ok_or_else(|| not_found(&id))?;
+                read(
+                    store,
+                    VisibleAccount {
+                        stored,
+                        scope,
+                        parents,
+                    },
+                )
             })
             .await
         }
@@ -43,26 +60,13 @@ async fn read_visible_account(
     answered.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// The account's stored profile and balance, once the token may see it.
-fn visible_account(
-    store: &mut dyn LedgerStore,
-    token: &str,
-    id: &str,
-) -> Result<(StoredAccount, HashMap<String, Option<String>>), ApiError> {
-    let parents = authorize_read(store, token, id)?;
-    let stored = store
-        .account(id)
-        .map_err(unavailable)?
-        .ok_or_else(|| not_found(id))?;
-    Ok((stored, parents))
-}
-
 pub async fn account(
     State(shared): State<Arc<DaemonShared>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    read_visible_account(shared, headers, id, |store, stored, _| {
+    read_visible_account(shared, headers, id, |store, visible| {
+        let stored = visible.stored;
         let holds = store
             .account_holds(&stored.account.id)
             .map_err(unavailable)?;
@@ -124,8 +128,8 @@ pub async fn children(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    read_visible_account(shared, headers, id, |store, stored, parents| {
-        let id = stored.account.id;
+    read_visible_account(shared, headers, id, |store, visible| {
+        let (id, parents) = (visible.stored.account.id, visible.parents);
         let mut child_ids: Vec<&String> = parents
             .iter()
             .filter(|(_, parent)| parent.as_deref() == Some(id.as_str()))
@@ -155,18 +159,12 @@ pub async fn unbilled_calls(
     Query(parameters): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    read_visible_account(shared, headers, id, |store, stored, parents| {
+    read_visible_account(shared, headers, id, |store, visible| {
+        let (stored, parents) = (visible.stored, visible.parents);
         let id = stored.account.id.clone();
-        let account_zone: Tz = stored.account.time_zone.parse().unwrap_or(chrono_tz::UTC);
         let mut parameters = QueryParams::new(parameters);
-        let time_zone = parameters
-            .time_zone("tz", account_zone)
-            .map_err(ApiError::bad_parameter)?;
-        let from = parameters
-            .time_bound("from", time_zone)
-            .map_err(ApiError::bad_parameter)?;
-        let to = parameters
-            .time_bound("to", time_zone)
+        let (time_zone, from, to) = parameters
+            .zone_and_range(&stored.account.time_zone)
             .map_err(ApiError::bad_parameter)?;
         let direction = parameters
             .one_of("direction", &["inbound", "outbound"])

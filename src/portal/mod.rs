@@ -4,16 +4,17 @@
 //! connection on a blocking thread.
 
 pub mod account_routes;
+pub mod money_routes;
 pub mod query_params;
 pub mod tokens;
 
 use crate::daemon::DaemonShared;
 use crate::daemon::http_intake::error_response;
-use crate::store::ledger_store::{LedgerStore, open_store};
+use crate::store::ledger_store::{LedgerStore, TokenScope, open_store};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -54,6 +55,13 @@ pub fn router() -> Router<Arc<DaemonShared>> {
             "/v1/accounts/{id}/unbilled-calls",
             get(account_routes::unbilled_calls),
         )
+        .route("/v1/accounts/{id}/usage", get(money_routes::usage))
+        .route(
+            "/v1/accounts/{id}/transactions",
+            get(money_routes::transactions),
+        )
+        .route("/v1/accounts/{id}/alerts", get(money_routes::alerts))
+        .route("/v1/accounts/{id}/credits", post(money_routes::credit))
 }
 
 /// Runs `read` on the daemon's reader connection (opened again after a failure). A store failure
@@ -113,14 +121,14 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
         })
 }
 
-/// Checks the token and that it may see `account`; returns every account's parent (the tree the
-/// check used). An unknown or revoked token is 401; an account it may not see, or that does not
+/// Checks the token and that it may see `account`; returns its scope and every account's parent
+/// (the tree the check used). An unknown or revoked token is 401; an account it may not see, or that does not
 /// exist, is 404.
 pub fn authorize_read(
     store: &mut dyn LedgerStore,
     token: &str,
     account: &str,
-) -> Result<HashMap<String, Option<String>>, ApiError> {
+) -> Result<(TokenScope, HashMap<String, Option<String>>), ApiError> {
     let scope = store
         .token_scope(&tokens::token_sha256(token))
         .map_err(unavailable)?
@@ -134,7 +142,7 @@ pub fn authorize_read(
     if !tokens::may_see(&scope, account, &parents) {
         return Err(not_found(account));
     }
-    Ok(parents)
+    Ok((scope, parents))
 }
 
 pub fn not_found(account: &str) -> ApiError {

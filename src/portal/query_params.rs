@@ -46,6 +46,18 @@ impl QueryParams {
         }
     }
 
+    /// `tz` (default: the account's zone, `account_zone`) and the `from` and `to` bounds read in
+    /// it.
+    pub fn zone_and_range(
+        &mut self,
+        account_zone: &str,
+    ) -> Result<(Tz, Option<i64>, Option<i64>), String> {
+        let time_zone = self.time_zone("tz", account_zone.parse().unwrap_or(chrono_tz::UTC))?;
+        let from = self.time_bound("from", time_zone)?;
+        let to = self.time_bound("to", time_zone)?;
+        Ok((time_zone, from, to))
+    }
+
     pub fn boolean(&mut self, name: &'static str) -> Result<bool, String> {
         match self.text(name) {
             None | Some("false") => Ok(false),

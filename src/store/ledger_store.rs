@@ -146,6 +146,63 @@ pub struct StoredCall {
     pub destination: Option<String>,
 }
 
+/// How usage totals are grouped by the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageGrouping {
+    /// By quarter hour of start time (UTC): the portal folds these into local days and months
+    /// in any zone, whole-hour, half-hour or quarter-hour offset alike.
+    QuarterHour,
+    Destination,
+    Account,
+}
+
+/// Which calls a usage total covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageQuery {
+    pub accounts: Vec<String>,
+    pub from_micros: i64,
+    pub to_micros: i64,
+    pub grouping: UsageGrouping,
+}
+
+/// One group's totals: `key` is the quarter hour's start (micros, as text), the destination or
+/// the account. `cost_units` is what was charged (calls on trunks and held calls count 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageRow {
+    pub key: String,
+    pub currency: String,
+    pub calls: i64,
+    pub billable_seconds: i64,
+    pub cost_units: i64,
+}
+
+/// Microseconds in a quarter hour, the finest grouping of usage by time.
+pub const QUARTER_HOUR_MICROS: i64 = 900_000_000;
+
+impl UsageQuery {
+    /// The SQL expression of the group key (both stores: integer division of BIGINTs).
+    pub fn key_sql(&self) -> String {
+        match self.grouping {
+            UsageGrouping::QuarterHour => format!(
+                "CAST((start_time_micros - ((start_time_micros % {QUARTER_HOUR_MICROS}) + {QUARTER_HOUR_MICROS}) % {QUARTER_HOUR_MICROS}) AS TEXT)"
+            ),
+            UsageGrouping::Destination => "coalesce(destination, '')".to_string(),
+            UsageGrouping::Account => "account".to_string(),
+        }
+    }
+}
+
+/// A ledger entry as the portal lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub id: i64,
+    pub kind: String,
+    pub amount_units: i64,
+    pub balance_after_units: i64,
+    pub reference: Option<String>,
+    pub created_at_micros: i64,
+}
+
 /// What an API token may see: everything, or one account and the accounts below it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenScope {
@@ -548,6 +605,21 @@ pub trait LedgerStore: Send {
     /// source and cdr_id, descending), after the query's cursor.
     fn calls_newest_first(&mut self, query: &CallsQuery) -> anyhow::Result<Vec<StoredCall>>;
 
+    /// Usage totals of some accounts' calls that started in `[from, to)`, per group and currency.
+    fn usage_totals(&mut self, query: &UsageQuery) -> anyhow::Result<Vec<UsageRow>>;
+
+    /// An account's ledger entries made in `[from, to)`, oldest first, of one kind or all, after
+    /// entry `after_id`, at most `limit`.
+    fn ledger_entries_of(
+        &mut self,
+        account: &str,
+        from_micros: i64,
+        to_micros: i64,
+        kind: Option<&str>,
+        after_id: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<StoredEntry>>;
+
     /// The trunk sweep's state, and up to `limit` calls held for it that started by
     /// `cutoff_micros`, in start order (then source, cdr_id).
     fn held_calls(
@@ -722,10 +794,18 @@ pub fn credit_already_made(
                 replayed: true,
             }))
         }
-        Some(_) => anyhow::bail!(
-            "idempotency key {idempotency_key:?} was already used for a different credit: nothing was credited"
-        ),
+        Some(_) => Err(IdempotencyKeyReused {
+            key: idempotency_key.to_string(),
+        }
+        .into()),
     }
+}
+
+/// A credit's idempotency key that was used before for a different credit.
+#[derive(Debug, thiserror::Error)]
+#[error("idempotency key {key:?} was already used for a different credit: nothing was credited")]
+pub struct IdempotencyKeyReused {
+    pub key: String,
 }
 
 /// Where the store lives: the embedded file, or a PostgreSQL URL.

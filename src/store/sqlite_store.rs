@@ -9,9 +9,9 @@ use super::ledger_store::{
     HELD_CALL_COLUMNS, HOLD_MISMATCHES_SQL, HeldCall, HoldsReleased, IngestProgress, LedgerStore,
     LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied,
     SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS, StoredAccount, StoredAlert,
-    StoredCall, StoredReject, StoredRevision, SweepState, TokenScope, call_record_from_columns,
-    columns_of, credit_already_made, earlier_answer, kept_alive, newest_first_cursor, now_micros,
-    parents_first, recharge_key,
+    StoredCall, StoredEntry, StoredReject, StoredRevision, SweepState, TokenScope, UsageQuery,
+    UsageRow, call_record_from_columns, columns_of, credit_already_made, earlier_answer,
+    kept_alive, newest_first_cursor, now_micros, parents_first, recharge_key,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -1076,6 +1076,78 @@ impl LedgerStore for SqliteStore {
             )?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(calls)
+    }
+
+    fn usage_totals(&mut self, query: &UsageQuery) -> anyhow::Result<Vec<UsageRow>> {
+        let key = query.key_sql();
+        let mut statement = self.connection.prepare(&format!(
+            "SELECT {key} AS usage_key, currency, count(*), sum(billable_seconds),
+                    sum({CHARGED_UNITS_SQL})
+             FROM rated_calls
+             WHERE account IN (SELECT value FROM json_each(?1))
+               AND start_time_micros >= ?2 AND start_time_micros < ?3
+             GROUP BY usage_key, currency ORDER BY usage_key, currency"
+        ))?;
+        let rows = statement
+            .query_map(
+                params![
+                    serde_json::to_string(&query.accounts)?,
+                    query.from_micros,
+                    query.to_micros
+                ],
+                |row| {
+                    Ok(UsageRow {
+                        key: row.get(0)?,
+                        currency: row.get(1)?,
+                        calls: row.get(2)?,
+                        billable_seconds: row.get(3)?,
+                        cost_units: row.get(4)?,
+                    })
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn ledger_entries_of(
+        &mut self,
+        account: &str,
+        from_micros: i64,
+        to_micros: i64,
+        kind: Option<&str>,
+        after_id: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<StoredEntry>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT id, kind, amount_units, balance_after_units, reference, created_at_micros
+             FROM ledger_entries
+             WHERE account = ?1 AND created_at_micros >= ?2 AND created_at_micros < ?3
+               AND (?4 IS NULL OR kind = ?4) AND id > ?5
+             ORDER BY id LIMIT ?6",
+        )?;
+        let entries = statement
+            .query_map(
+                params![
+                    account,
+                    from_micros,
+                    to_micros,
+                    kind,
+                    after_id,
+                    limit as i64
+                ],
+                |row| {
+                    Ok(StoredEntry {
+                        id: row.get(0)?,
+                        kind: row.get(1)?,
+                        amount_units: row.get(2)?,
+                        balance_after_units: row.get(3)?,
+                        reference: row.get(4)?,
+                        created_at_micros: row.get(5)?,
+                    })
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(entries)
     }
 
     fn held_calls(

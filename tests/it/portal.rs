@@ -83,7 +83,14 @@ fn every_route_shows_a_token_its_subtree_and_nothing_else() {
             ("child", &child, ["acct-1001"].as_slice()),
             ("stranger", &outsider, ["stranger"].as_slice()),
         ];
-        let routes = ["", "/children", "/unbilled-calls"];
+        let routes = [
+            "",
+            "/children",
+            "/unbilled-calls",
+            "/usage",
+            "/transactions",
+            "/alerts",
+        ];
         for (who, token, visible) in tokens {
             for target in ["acct-1000", "acct-1001", "stranger", "nobody"] {
                 for route in routes {
@@ -107,6 +114,60 @@ fn every_route_shows_a_token_its_subtree_and_nothing_else() {
                 }
             }
         }
+        // Crediting needs an operator token: an account token that sees the account gets 403,
+        // one that does not, 404.
+        let credit = |token: &str, target: &str, key: &str, amount: &str| {
+            let authorization = format!("Bearer {token}");
+            let body = format!(r#"{{"amount":"{amount}","reason":"goodwill"}}"#);
+            let (status, answer) = daemon.request(
+                "POST",
+                &format!("/v1/accounts/{target}/credits"),
+                &[("Authorization", &authorization), ("Idempotency-Key", key)],
+                body.as_bytes(),
+            );
+            (
+                status,
+                serde_json::from_str::<serde_json::Value>(&answer).unwrap(),
+            )
+        };
+        assert_eq!(credit(&parent, "acct-1001", "k-1", "5").0, 403, "{label}");
+        assert_eq!(credit(&outsider, "acct-1001", "k-1", "5").0, 404, "{label}");
+        let (status, first) = credit(&operator, "acct-1001", "k-1", "5.25");
+        assert_eq!(status, 201, "{label}: {first}");
+        let (status, again) = credit(&operator, "acct-1001", "k-1", "5.25");
+        assert_eq!(
+            (status, &again["replayed"]),
+            (200, &serde_json::json!(true)),
+            "{label}"
+        );
+        assert_eq!(again["entry_id"], first["entry_id"], "{label}");
+        let (status, reused) = credit(&operator, "acct-1001", "k-1", "6");
+        assert_eq!(status, 409, "{label}: {reused}");
+        for (key, amount, parameter) in [
+            ("k-2", "-1", "amount"),
+            ("k-2", "0", "amount"),
+            ("", "1", "Idempotency-Key"),
+        ] {
+            let (status, body) = credit(&operator, "acct-1001", key, amount);
+            assert_eq!(status, 400, "{label}: {body}");
+            assert!(
+                body["error"].as_str().unwrap().starts_with(parameter),
+                "{label}: {body}"
+            );
+        }
+        let (_, entries) = get(
+            &daemon,
+            "/v1/accounts/acct-1001/transactions?kind=credit",
+            &child,
+        );
+        let entries = entries["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{label}: credited once");
+        assert_eq!(entries[0]["amount"], "5.25", "{label}");
+        assert_eq!(
+            entries[0]["balance_after"], first["balance_after"],
+            "{label}"
+        );
+
         // The parent sees its child's calls through include_sub_accounts; the child's own token
         // cannot widen itself upwards.
         let (_, page) = get(
@@ -132,7 +193,10 @@ fn every_route_shows_a_token_its_subtree_and_nothing_else() {
         let (_, profile) = get(&daemon, "/v1/accounts/acct-1001", &child);
         let (_, calls) = get(&daemon, "/v1/accounts/acct-1001/unbilled-calls", &child);
         let cost = calls["calls"][0]["cost"].as_str().unwrap();
-        assert_eq!(profile["balance"], format!("-{cost}"), "{label}: {profile}");
+        let balance: rust_decimal::Decimal = profile["balance"].as_str().unwrap().parse().unwrap();
+        let cost: rust_decimal::Decimal = cost.parse().unwrap();
+        let credited: rust_decimal::Decimal = "5.25".parse().unwrap();
+        assert_eq!(balance, credited - cost, "{label}: {profile}");
         assert_eq!(
             profile["available"], profile["balance"],
             "{label}: prepaid, nothing reserved"
@@ -253,6 +317,124 @@ fn unbilled_calls_by_local_day_newest_first_with_a_stable_cursor() {
                 "{label}: {query}: {message}"
             );
         }
+        assert!(daemon.stop().success(), "{label}");
+    }
+}
+
+#[test]
+fn usage_by_local_day_month_destination_and_account_adds_up() {
+    for store in test_stores() {
+        let label = store.label;
+        import_accounts_into(&store, &repo_path("fixtures/cdrs/sample-accounts.csv"));
+        let token = create_token(&store, &["--account", "acct-1000"]);
+        let folder = tempfile::tempdir().unwrap();
+        let daemon = start_sample_daemon(&store, folder.path(), "");
+        let mut lines = vec![
+            cdr("u1", "2026-11-01T03:30:00Z"), // Oct 31 in New York
+            cdr("u2", "2026-11-01T04:30:00Z"), // Nov 1
+            cdr("u3", "2026-11-02T04:30:00Z"), // Nov 1, the 25th hour's side
+            cdr("u4", "2026-08-15T12:00:00Z"),
+            cdr("u5", "2026-09-15T12:00:00Z"),
+        ];
+        lines.push(
+            "u6,acct-1002,outbound,14155550001,442079460000,2026-11-01T12:00:00Z,2026-11-01T12:00:00Z,2026-11-01T12:02:00Z,120,ANSWERED\n".to_string(),
+        );
+        post_cdrs(&daemon, &lines);
+        let usage = "/v1/accounts/acct-1000/usage";
+        let (status, days) = get(
+            &daemon,
+            &format!(
+                "{usage}?from=2026-10-31&to=2026-11-02&tz=America/New_York&include_sub_accounts=true"
+            ),
+            &token,
+        );
+        assert_eq!(status, 200, "{label}: {days}");
+        let keyed = |page: &serde_json::Value| -> Vec<(String, i64)> {
+            page["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|group| {
+                    (
+                        group["key"].as_str().unwrap().to_string(),
+                        group["calls"].as_i64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            keyed(&days),
+            [("2026-10-31".to_string(), 1), ("2026-11-01".to_string(), 3)],
+            "{label}"
+        );
+        let (_, months) = get(
+            &daemon,
+            &format!(
+                "{usage}?from=2026-08-01&to=2026-12-01&group_by=month&include_sub_accounts=true"
+            ),
+            &token,
+        );
+        assert_eq!(
+            keyed(&months),
+            [
+                ("2026-08".to_string(), 1),
+                ("2026-09".to_string(), 1),
+                ("2026-11".to_string(), 4)
+            ],
+            "{label}: the billing trend over four months"
+        );
+        let (_, by_account) = get(
+            &daemon,
+            &format!("{usage}?from=2026-08-01&to=2026-12-01&group_by=account"),
+            &token,
+        );
+        assert_eq!(
+            keyed(&by_account),
+            [("acct-1001".to_string(), 5), ("acct-1002".to_string(), 1)],
+            "{label}"
+        );
+        let (_, by_destination) = get(
+            &daemon,
+            &format!(
+                "{usage}?from=2026-08-01&to=2026-12-01&group_by=destination&include_sub_accounts=true"
+            ),
+            &token,
+        );
+        assert_eq!(
+            keyed(&by_destination),
+            [("United Kingdom - London".to_string(), 6)],
+            "{label}"
+        );
+        // Every grouping's total is the sum of the calls' costs, to the last digit.
+        let (_, calls) = get(
+            &daemon,
+            "/v1/accounts/acct-1000/unbilled-calls?include_sub_accounts=true",
+            &token,
+        );
+        let listed: rust_decimal::Decimal = calls["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|call| {
+                call["cost"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap()
+            })
+            .sum();
+        for page in [&months, &by_account, &by_destination] {
+            let total: rust_decimal::Decimal =
+                page["totals"][0]["cost"].as_str().unwrap().parse().unwrap();
+            assert_eq!(total, listed, "{label}: {page}");
+            assert_eq!(page["totals"][0]["calls"], 6, "{label}");
+        }
+        // Month to date by default, of the account's own calls: it has made none.
+        let (status, month_to_date) = get(&daemon, usage, &token);
+        assert_eq!(status, 200, "{label}");
+        assert_eq!(month_to_date["totals"], serde_json::json!([]), "{label}");
+        let (status, body) = get(&daemon, &format!("{usage}?group_by=week"), &token);
+        assert_eq!(status, 400, "{label}: {body}");
         assert!(daemon.stop().success(), "{label}");
     }
 }
