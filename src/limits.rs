@@ -165,3 +165,9 @@ pub const DENIAL_KEPT_SECONDS: i64 = 86_400;
 /// Calls per page of the portal's call listings: the default and the most a client may ask for.
 pub const PORTAL_PAGE_DEFAULT: usize = 100;
 pub const PORTAL_PAGE_MAX: usize = 1_000;
+
+/// A usage export reads the store this many calls at a time, keeps at most this many encoded
+/// pages waiting for a slow client, and covers at most this many days.
+pub const EXPORT_PAGE_CALLS: usize = 10_000;
+pub const EXPORT_PAGES_QUEUED_MAX: usize = 4;
+pub const EXPORT_RANGE_DAYS_MAX: i64 = 93;

@@ -134,7 +134,7 @@ impl Metrics {
             authorization_seconds,
             calls_limit_exceeded: counter(
                 "tollgate_calls_limit_exceeded_total",
-                "CDRs of calls denied at authorization (charged per minute, flagged, alerted)",
+                "Calls over a limit, denied yet happened or found over by the trunk sweep (charged, flagged, alerted)",
             ),
             calls_expired: counter(
                 "tollgate_calls_expired_total",
@@ -165,5 +165,37 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_listed_in_the_metrics_document() {
+        let metrics = Metrics::new();
+        // Labelled families appear once they have a child.
+        for family in [
+            &metrics.cdrs_rejected,
+            &metrics.spool_files,
+            &metrics.http_requests_refused,
+            &metrics.alerts,
+            &metrics.webhook_deliveries,
+            &metrics.authorizations,
+            &metrics.calls_classified,
+        ] {
+            family.with_label_values(&["x"]).inc();
+        }
+        let document = include_str!("../../docs/metrics.md");
+        let families = metrics.registry.gather();
+        assert!(families.len() >= 19);
+        for family in families {
+            let name = family.name();
+            assert!(
+                document.contains(&format!("`{name}`")),
+                "docs/metrics.md does not list {name}"
+            );
+        }
     }
 }

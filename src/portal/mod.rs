@@ -7,6 +7,7 @@ pub mod account_routes;
 pub mod money_routes;
 pub mod query_params;
 pub mod tokens;
+pub mod usage_export;
 
 use crate::daemon::DaemonShared;
 use crate::daemon::http_intake::error_response;
@@ -62,6 +63,7 @@ pub fn router() -> Router<Arc<DaemonShared>> {
         )
         .route("/v1/accounts/{id}/alerts", get(money_routes::alerts))
         .route("/v1/accounts/{id}/credits", post(money_routes::credit))
+        .route("/v1/exports/usage.csv", get(usage_export::usage_csv))
 }
 
 /// Runs `read` on the daemon's reader connection (opened again after a failure). A store failure

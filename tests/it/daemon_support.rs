@@ -158,11 +158,30 @@ pub fn http(
     stream.read_to_end(&mut response).ok()?;
     let text = String::from_utf8_lossy(&response).into_owned();
     let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        decode_chunked(body)
+    } else {
+        body.to_string()
+    };
     Some((status, body))
+}
+
+/// A chunked HTTP/1.1 body, joined (a streamed response).
+fn decode_chunked(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size_line, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size_line.trim(), 16).expect("a chunk size");
+        if size == 0 {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    body
 }
 
 /// Moves a file into the spool the way a producer must: written under a dot name, then renamed.

@@ -336,6 +336,7 @@ fn usage_by_local_day_month_destination_and_account_adds_up() {
             cdr("u4", "2026-08-15T12:00:00Z"),
             cdr("u5", "2026-09-15T12:00:00Z"),
         ];
+        lines.push(cdr("=SUM(1+1)", "2026-10-05T12:00:00Z"));
         lines.push(
             "u6,acct-1002,outbound,14155550001,442079460000,2026-11-01T12:00:00Z,2026-11-01T12:00:00Z,2026-11-01T12:02:00Z,120,ANSWERED\n".to_string(),
         );
@@ -379,6 +380,7 @@ fn usage_by_local_day_month_destination_and_account_adds_up() {
             [
                 ("2026-08".to_string(), 1),
                 ("2026-09".to_string(), 1),
+                ("2026-10".to_string(), 1),
                 ("2026-11".to_string(), 4)
             ],
             "{label}: the billing trend over four months"
@@ -390,7 +392,7 @@ fn usage_by_local_day_month_destination_and_account_adds_up() {
         );
         assert_eq!(
             keyed(&by_account),
-            [("acct-1001".to_string(), 5), ("acct-1002".to_string(), 1)],
+            [("acct-1001".to_string(), 6), ("acct-1002".to_string(), 1)],
             "{label}"
         );
         let (_, by_destination) = get(
@@ -402,7 +404,7 @@ fn usage_by_local_day_month_destination_and_account_adds_up() {
         );
         assert_eq!(
             keyed(&by_destination),
-            [("United Kingdom - London".to_string(), 6)],
+            [("United Kingdom - London".to_string(), 7)],
             "{label}"
         );
         // Every grouping's total is the sum of the calls' costs, to the last digit.
@@ -427,7 +429,56 @@ fn usage_by_local_day_month_destination_and_account_adds_up() {
             let total: rust_decimal::Decimal =
                 page["totals"][0]["cost"].as_str().unwrap().parse().unwrap();
             assert_eq!(total, listed, "{label}: {page}");
-            assert_eq!(page["totals"][0]["calls"], 6, "{label}");
+            assert_eq!(page["totals"][0]["calls"], 7, "{label}");
+        }
+        // The CSV export of the same calls: RFC 4180, the formula neutralised, and its charged
+        // column adds up to the usage total.
+        let authorization = format!("Bearer {token}");
+        let export = |query: &str| {
+            daemon.request(
+                "GET",
+                &format!("/v1/exports/usage.csv?{query}"),
+                &[("Authorization", &authorization)],
+                b"",
+            )
+        };
+        let (status, csv_text) = export(
+            "account=acct-1000&include_sub_accounts=true&from=2026-08-01&to=2026-11-02&tz=America/New_York",
+        );
+        assert_eq!(status, 200, "{label}: {csv_text}");
+        let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+        let headers = reader.headers().unwrap().clone();
+        let charged = headers.iter().position(|name| name == "charged").unwrap();
+        let cdr_id = headers.iter().position(|name| name == "cdr_id").unwrap();
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 7, "{label}");
+        assert!(
+            records.iter().any(|record| &record[cdr_id] == "'=SUM(1+1)"),
+            "{label}: {csv_text}"
+        );
+        let exported: rust_decimal::Decimal = records
+            .iter()
+            .map(|record| record[charged].parse::<rust_decimal::Decimal>().unwrap())
+            .sum();
+        let (_, same_range) = get(
+            &daemon,
+            &format!(
+                "{usage}?from=2026-08-01&to=2026-11-02&tz=America/New_York&include_sub_accounts=true"
+            ),
+            &token,
+        );
+        let total: rust_decimal::Decimal = same_range["totals"][0]["cost"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(exported, total, "{label}");
+        for (query, expected) in [
+            ("account=acct-1000&from=2026-01-01&to=2026-11-02", 400),
+            ("from=2026-08-01&to=2026-11-02", 400),
+            ("account=stranger&from=2026-08-01&to=2026-09-01", 404),
+        ] {
+            assert_eq!(export(query).0, expected, "{label}: {query}");
         }
         // Month to date by default, of the account's own calls: it has made none.
         let (status, month_to_date) = get(&daemon, usage, &token);
