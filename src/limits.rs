@@ -171,3 +171,6 @@ pub const PORTAL_PAGE_MAX: usize = 1_000;
 pub const EXPORT_PAGE_CALLS: usize = 10_000;
 pub const EXPORT_PAGES_QUEUED_MAX: usize = 4;
 pub const EXPORT_RANGE_DAYS_MAX: i64 = 93;
+/// Exports streaming at once (each holds a store connection while its client reads); more are
+/// answered 503 with `Retry-After`.
+pub const EXPORTS_CONCURRENT_MAX: usize = 2;

@@ -1,7 +1,8 @@
 //! The trunk sweep: the billing class of calls that were never authorized, decided by assigning
 //! trunks in call-start order over the calls of every account with limits, by the same rules as
 //! authorization. The sweep's state (calls still on a trunk, and how far it has got) carries
-//! over from one batch, file or day to the next, so a call up across midnight keeps its trunk.
+//! over: in the daemon (where it is stored) from one batch, file, run and day to the next; in the
+//! batch job across every file of the run. Either way a call up across midnight keeps its trunk.
 
 use super::accounts::{Account, AccountBook, AccountStatus};
 use super::trunks::{TrunkEligibility, TrunkKind, has_trunks, pool_with_room, trunks_of};

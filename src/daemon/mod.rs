@@ -44,6 +44,8 @@ pub struct DaemonShared {
     pub trunk_eligibility: crate::credit::trunks::TrunkEligibility,
     /// Permits to rate an HTTP request (`limits::HTTP_RATING_CONCURRENCY_MAX`).
     pub http_rating_slots: tokio::sync::Semaphore,
+    /// Usage exports streaming now (see `limits::EXPORTS_CONCURRENT_MAX`).
+    pub export_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Runs the daemon until a signal stops it. Start-up problems (bad config, unreachable store,
@@ -103,6 +105,9 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
         call_work: call_sender,
         trunk_eligibility: config.trunk_eligibility(),
         http_rating_slots: tokio::sync::Semaphore::new(crate::limits::HTTP_RATING_CONCURRENCY_MAX),
+        export_slots: Arc::new(tokio::sync::Semaphore::new(
+            crate::limits::EXPORTS_CONCURRENT_MAX,
+        )),
         config,
     });
     tracing::info!(

@@ -143,6 +143,13 @@ fn decode_cursor(text: &str) -> Option<CallCursor> {
         .collect();
     let (start_time_micros, source, cdr_id): (i64, String, String) =
         serde_json::from_slice(&bytes?).ok()?;
+    // Identifiers never hold control characters (and PostgreSQL text cannot hold NUL).
+    if [&source, &cdr_id]
+        .iter()
+        .any(|text| text.chars().any(char::is_control))
+    {
+        return None;
+    }
     Some(CallCursor {
         start_time_micros,
         source,
@@ -162,7 +169,12 @@ mod tests {
             cdr_id: "id,with\"odd chars".into(),
         };
         assert_eq!(decode_cursor(&encode_cursor(&cursor)), Some(cursor));
-        for garbage in ["", "zz", "abc", "5b5d", "5b312c322c335d"] {
+        let with_nul = encode_cursor(&CallCursor {
+            start_time_micros: 1,
+            source: "a\u{0}".into(),
+            cdr_id: "b".into(),
+        });
+        for garbage in ["", "zz", "abc", "5b5d", "5b312c322c335d", &with_nul] {
             assert_eq!(decode_cursor(garbage), None, "{garbage}");
         }
     }

@@ -4,14 +4,16 @@
 //! what `/usage` reports for the same query.
 
 use super::query_params::QueryParams;
-use super::{ApiError, authorize_read, bearer_token, not_found, subtree, unavailable};
+use super::{ApiError, authorize_read, bearer_token, not_found, read_store, subtree, unavailable};
 use crate::daemon::DaemonShared;
-use crate::limits::{EXPORT_PAGE_CALLS, EXPORT_PAGES_QUEUED_MAX, EXPORT_RANGE_DAYS_MAX};
+use crate::limits::{
+    EXPORT_PAGE_CALLS, EXPORT_PAGES_QUEUED_MAX, EXPORT_RANGE_DAYS_MAX, EXPORTS_CONCURRENT_MAX,
+};
 use crate::money::ledger_decimal;
 use crate::store::ledger_store::{CallsQuery, LedgerStore, StoredCall, open_store};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono_tz::Tz;
 use std::collections::HashMap;
@@ -125,11 +127,10 @@ async fn start_export(
         .text("account")
         .map(str::to_string)
         .ok_or_else(|| ApiError::bad_parameter("account: required".into()))?;
-    let location = shared.location.clone();
-    // The checks run on a connection of the export's own, which then streams the calls.
-    let (store, query, time_zone) = tokio::task::spawn_blocking(move || {
-        let mut store = open_store(&location).map_err(unavailable)?;
-        let (_, parents) = authorize_read(store.as_mut(), &token, &account)?;
+    // The token and parameters are checked on the shared reader connection; only an export
+    // that may run opens a connection of its own, and only a few run at once.
+    let (query, time_zone) = read_store(&shared, move |store| {
+        let (_, parents) = authorize_read(store, &token, &account)?;
         let stored = store
             .account(&account)
             .map_err(unavailable)?
@@ -147,7 +148,8 @@ async fn start_export(
             ));
         };
         // Whole days, so a range of local days across a DST change is not an hour too long.
-        if from >= to || (to - from) / 86_400_000_000 > EXPORT_RANGE_DAYS_MAX {
+        let whole_days = (i128::from(to) - i128::from(from)) / 86_400_000_000;
+        if from >= to || whole_days > i128::from(EXPORT_RANGE_DAYS_MAX) {
             return Err(ApiError::bad_parameter(format!(
                 "from: the range must run forward and span at most {EXPORT_RANGE_DAYS_MAX} days"
             )));
@@ -164,12 +166,27 @@ async fn start_export(
             before: None,
             limit: EXPORT_PAGE_CALLS,
         };
-        Ok((store, query, time_zone))
+        Ok((query, time_zone))
     })
-    .await
-    .map_err(|_| unavailable(anyhow::anyhow!("the export could not start")))??;
+    .await?;
+    let slot = Arc::clone(&shared.export_slots)
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{EXPORTS_CONCURRENT_MAX} exports are running; try again shortly"),
+            )
+        })?;
+    let location = shared.location.clone();
+    let store = tokio::task::spawn_blocking(move || open_store(&location))
+        .await
+        .map_err(|_| unavailable(anyhow::anyhow!("the export could not start")))?
+        .map_err(unavailable)?;
     let (sender, receiver) = tokio::sync::mpsc::channel(EXPORT_PAGES_QUEUED_MAX);
-    tokio::task::spawn_blocking(move || stream_pages(store, query, time_zone, sender));
+    tokio::task::spawn_blocking(move || {
+        stream_pages(store, query, time_zone, sender);
+        drop(slot);
+    });
     let mut response =
         Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver)).into_response();
     let headers = response.headers_mut();
