@@ -48,6 +48,9 @@ pub struct RerateSummary {
     pub charged_more_units: BTreeMap<String, i64>,
     /// Calls left as they were because the decks given cannot price them, by reason.
     pub calls_not_priced: BTreeMap<String, u64>,
+    /// Calls held for the trunk sweep (stored, not yet charged): left as they were; the sweep
+    /// charges their stored cost, so rerate again once it has classified them.
+    pub calls_held: u64,
 }
 
 /// One ledger entry of an applied revision.
@@ -151,9 +154,8 @@ pub fn reprice_call(
     decks: &[Deck],
     deck_choice: &DeckChoice,
 ) -> Result<Option<CallRevision>, RejectReason> {
-    if call.billing_class == BillingClass::Trunk.as_str() || call.billing_class == HELD_FOR_SWEEP {
-        // On a trunk: no per-minute charge to correct, whatever the deck says now. Held for the
-        // trunk sweep: not charged yet.
+    if call.billing_class == BillingClass::Trunk.as_str() {
+        // On a trunk: no per-minute charge to correct, whatever the deck says now.
         return Ok(None);
     }
     let direction = Direction::parse(&call.direction).ok_or(RejectReason::InvalidDirection)?;
@@ -280,6 +282,10 @@ pub fn run_rerate(
                 })
                 .collect();
             for call in &calls {
+                if call.billing_class == HELD_FOR_SWEEP {
+                    summary.calls_held += 1;
+                    continue;
+                }
                 match reprice_call(call, decks, &deck_choice) {
                     Ok(Some(revision)) => revisions.push(revision),
                     Ok(None) => {}
@@ -356,6 +362,12 @@ pub fn rerate_report(summary: &RerateSummary) -> String {
         report.push_str(&format!(
             "  left as they were (the decks given cannot price them): {}\n",
             reasons.join(", ")
+        ));
+    }
+    if summary.calls_held > 0 {
+        report.push_str(&format!(
+            "  held for the trunk sweep, not charged yet, left as they were (rerate again once it has classified them): {}\n",
+            summary.calls_held
         ));
     }
     report

@@ -475,7 +475,10 @@ fn usage_by_local_day_month_destination_and_account_adds_up() {
         assert_eq!(exported, total, "{label}");
         for (query, expected) in [
             ("account=acct-1000&from=2026-01-01&to=2026-11-02", 400),
-            ("account=acct-1000&from=-262143-01-01&to=%2B262142-01-01", 400),
+            (
+                "account=acct-1000&from=-262143-01-01&to=%2B262142-01-01",
+                400,
+            ),
             ("from=2026-08-01&to=2026-11-02", 400),
             ("account=stranger&from=2026-08-01&to=2026-09-01", 404),
         ] {

@@ -33,6 +33,7 @@ fn accounts() -> Vec<Account> {
         account.trunks_outbound = trunks;
         account.allow_per_minute = per_minute;
         account.credit_limit = None;
+        account.outbound_deck = Some("test".to_string());
         account
     };
     vec![
@@ -149,6 +150,18 @@ fn held_calls_are_classified_in_start_order_across_files_runs_and_midnight() {
             "night-two-again",
             &[cdr("c5", "shop", US, "2026-11-21T00:10:00Z", 120)],
         );
+        // A rerate meanwhile leaves the held calls alone and says so (the sweep charges their
+        // stored cost).
+        let rerate = tollgate::credit::rerate::run_rerate(
+            store,
+            &[deck_from_text(DECK, None)],
+            &tollgate::credit::rerate::RerateScope::Account("shop".into()),
+            0,
+            i64::MAX,
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!((rerate.calls_held, rerate.calls_changed), (2, 0), "{label}");
         let (classified, late) = sweep(store, "2026-11-22T00:00:00Z");
         assert_eq!(late, 0, "{label}");
         assert_eq!(
