@@ -190,6 +190,7 @@ pub async fn unbilled_calls(
             direction,
             before,
             limit,
+            unbilled_only: true,
         };
         if query.from_micros >= query.to_micros {
             return Err(ApiError::bad_parameter(

@@ -63,6 +63,10 @@ pub fn router() -> Router<Arc<DaemonShared>> {
         )
         .route("/v1/accounts/{id}/alerts", get(money_routes::alerts))
         .route("/v1/accounts/{id}/credits", post(money_routes::credit))
+        .route(
+            "/v1/accounts/{id}/billing-periods/close",
+            post(money_routes::close_billing_period),
+        )
         .route("/v1/exports/usage.csv", get(usage_export::usage_csv))
 }
 

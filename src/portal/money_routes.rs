@@ -10,7 +10,7 @@ use crate::daemon::DaemonShared;
 use crate::limits::{PORTAL_PAGE_DEFAULT, PORTAL_PAGE_MAX};
 use crate::money::{ledger_decimal, ledger_units};
 use crate::store::ledger_store::{
-    IdempotencyKeyReused, TokenScope, UsageGrouping, UsageQuery, now_micros,
+    IdempotencyKeyReused, PeriodAlreadyClosed, TokenScope, UsageGrouping, UsageQuery, now_micros,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -230,6 +230,71 @@ pub async fn alerts(
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+struct CloseBody {
+    /// RFC 3339, or a date (its midnight in the account's zone); now when absent.
+    at: Option<String>,
+}
+
+/// `POST /v1/accounts/{id}/billing-periods/close` (operator tokens), `{"at"?}`: the calls that
+/// started before `at` are billed and no longer listed as unbilled. Closing at the same time
+/// again changes nothing; at a time before the last close is 409.
+pub async fn close_billing_period(
+    State(shared): State<Arc<DaemonShared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    read_visible_account(shared, headers, id, move |store, visible| {
+        require_operator(&visible.scope, "closing a billing period")?;
+        let body: CloseBody = if body.is_empty() {
+            CloseBody { at: None }
+        } else {
+            serde_json::from_slice(&body)
+                .map_err(|error| ApiError::bad_parameter(format!("body: {error}")))?
+        };
+        let account = visible.stored.account;
+        let time_zone: Tz = account.time_zone.parse().unwrap_or(chrono_tz::UTC);
+        let now = now_micros();
+        let at = match &body.at {
+            None => now,
+            Some(text) => crate::ingest::timestamp::parse_time_bound_micros(text, time_zone)
+                .ok_or_else(|| {
+                    ApiError::bad_parameter(format!(
+                        "at: {text:?} is not a date (YYYY-MM-DD) or a time (RFC 3339)"
+                    ))
+                })?,
+        };
+        if at > now {
+            return Err(ApiError::bad_parameter(
+                "at: a billing period cannot be closed in the future".into(),
+            ));
+        }
+        let open_from = store
+            .close_billing_period(&account.id, at)
+            .map_err(|error| match error.downcast_ref::<PeriodAlreadyClosed>() {
+                Some(closed) => ApiError::new(StatusCode::CONFLICT, closed.to_string()),
+                None => unavailable(error),
+            })?;
+        let shown = chrono::DateTime::from_timestamp_micros(open_from)
+            .map(|time| time.with_timezone(&time_zone).to_rfc3339());
+        Ok(Json(json!({ "account": account.id, "open_from": shown })).into_response())
+    })
+    .await
+}
+
+fn require_operator(scope: &TokenScope, what: &str) -> Result<(), ApiError> {
+    if *scope == TokenScope::Operator {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{what} needs an operator token"),
+        ))
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreditBody {
     amount: String,
     reason: String,
@@ -251,12 +316,7 @@ pub async fn credit(
         .filter(|key| !key.is_empty() && key.len() <= 256)
         .map(str::to_string);
     read_visible_account(shared, headers, id, move |store, visible| {
-        if visible.scope != TokenScope::Operator {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "crediting an account needs an operator token",
-            ));
-        }
+        require_operator(&visible.scope, "crediting an account")?;
         let key = key.ok_or_else(|| {
             ApiError::bad_parameter(
                 "Idempotency-Key: the header is required (1 to 256 characters)".into(),

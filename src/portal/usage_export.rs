@@ -165,6 +165,7 @@ async fn start_export(
             direction: None,
             before: None,
             limit: EXPORT_PAGE_CALLS,
+            unbilled_only: false,
         };
         Ok((query, time_zone))
     })

@@ -220,6 +220,33 @@ pub struct CallsQuery {
     /// The last call of the previous page: this page holds calls before it.
     pub before: Option<CallCursor>,
     pub limit: usize,
+    /// Only calls of each account's open billing period (started at or after its last close).
+    pub unbilled_only: bool,
+}
+
+/// The SQL condition of [`CallsQuery::unbilled_only`], the same in both stores.
+pub const UNBILLED_SQL: &str = "start_time_micros >= coalesce((SELECT b.open_from_micros \
+    FROM billing_periods b WHERE b.account = rated_calls.account), start_time_micros)";
+
+/// Refuses a close before the open period's start (`open_from`, `None` when never closed).
+pub fn check_period_close(
+    open_from: Option<i64>,
+    account: &str,
+    at_micros: i64,
+) -> Result<(), PeriodAlreadyClosed> {
+    match open_from {
+        Some(open_from) if open_from > at_micros => Err(PeriodAlreadyClosed {
+            account: account.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Closing a billing period at a time before the open period's start.
+#[derive(Debug, thiserror::Error)]
+#[error("the open billing period of {account} starts later than the time given")]
+pub struct PeriodAlreadyClosed {
+    pub account: String,
 }
 
 /// A rated call's charge: its cost, or nothing on a trunk (same SQL in both stores).
@@ -604,6 +631,12 @@ pub trait LedgerStore: Send {
     /// Rated calls of some accounts that started in `[from, to)`, newest first (start time, then
     /// source and cdr_id, descending), after the query's cursor.
     fn calls_newest_first(&mut self, query: &CallsQuery) -> anyhow::Result<Vec<StoredCall>>;
+
+    /// Closes an account's open billing period at `at_micros`: calls that started before it are
+    /// billed (no longer listed as unbilled). Closing at the same time again changes nothing;
+    /// at an earlier time than the last close is [`PeriodAlreadyClosed`]. Returns the open
+    /// period's new start.
+    fn close_billing_period(&mut self, account: &str, at_micros: i64) -> anyhow::Result<i64>;
 
     /// Usage totals of some accounts' calls that started in `[from, to)`, per group and currency.
     fn usage_totals(&mut self, query: &UsageQuery) -> anyhow::Result<Vec<UsageRow>>;

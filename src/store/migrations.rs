@@ -269,6 +269,16 @@ CREATE TABLE api_tokens (
 );
 ",
     ),
+    (
+        8,
+        "
+CREATE TABLE billing_periods (
+    account TEXT PRIMARY KEY REFERENCES accounts (id),
+    open_from_micros INTEGER NOT NULL,
+    closed_at_micros INTEGER NOT NULL
+);
+",
+    ),
 ];
 
 /// (version, SQL) for PostgreSQL: the same tables and columns.
@@ -514,6 +524,16 @@ CREATE TABLE api_tokens (
     label TEXT NOT NULL,
     created_at_micros BIGINT NOT NULL,
     revoked_at_micros BIGINT
+);
+",
+    ),
+    (
+        8,
+        "
+CREATE TABLE billing_periods (
+    account TEXT PRIMARY KEY REFERENCES accounts (id),
+    open_from_micros BIGINT NOT NULL,
+    closed_at_micros BIGINT NOT NULL
 );
 ",
     ),

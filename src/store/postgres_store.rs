@@ -18,9 +18,10 @@ use super::ledger_store::{
     HELD_CALL_COLUMNS, HOLD_MISMATCHES_SQL, HeldCall, HoldsReleased, IngestProgress, LedgerStore,
     LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied,
     SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS, StoredAccount, StoredAlert,
-    StoredCall, StoredEntry, StoredReject, StoredRevision, SweepState, TokenScope, UsageQuery,
-    UsageRow, call_record_from_columns, columns_of, credit_already_made, earlier_answer,
-    kept_alive, newest_first_cursor, now_micros, parents_first, recharge_key,
+    StoredCall, StoredEntry, StoredReject, StoredRevision, SweepState, TokenScope, UNBILLED_SQL,
+    UsageQuery, UsageRow, call_record_from_columns, check_period_close, columns_of,
+    credit_already_made, earlier_answer, kept_alive, newest_first_cursor, now_micros,
+    parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -1423,6 +1424,7 @@ impl LedgerStore for PostgresStore {
                    AND start_time_micros >= $2 AND start_time_micros < $3
                    AND ($4::text IS NULL OR direction = $4)
                    AND (start_time_micros, source, cdr_id) < ($5, $6, $7)
+                   AND (NOT $9 OR {UNBILLED_SQL})
                  ORDER BY start_time_micros DESC, source DESC, cdr_id DESC LIMIT $8"
             ),
             &[
@@ -1434,9 +1436,35 @@ impl LedgerStore for PostgresStore {
                 &before.source,
                 &before.cdr_id,
                 &(query.limit as i64),
+                &query.unbilled_only,
             ],
         )?;
         Ok(rows.iter().map(stored_call).collect())
+    }
+
+    fn close_billing_period(&mut self, account: &str, at_micros: i64) -> anyhow::Result<i64> {
+        let mut transaction = self.client.transaction()?;
+        // Locks the account row: two closes of one account take turns.
+        transaction.query_opt(
+            "SELECT id FROM accounts WHERE id = $1 FOR UPDATE",
+            &[&account],
+        )?;
+        let open_from: Option<i64> = transaction
+            .query_opt(
+                "SELECT open_from_micros FROM billing_periods WHERE account = $1",
+                &[&account],
+            )?
+            .map(|row| row.get(0));
+        check_period_close(open_from, account, at_micros)?;
+        transaction.execute(
+            "INSERT INTO billing_periods (account, open_from_micros, closed_at_micros)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (account) DO UPDATE SET open_from_micros = excluded.open_from_micros,
+                closed_at_micros = excluded.closed_at_micros",
+            &[&account, &at_micros, &now_micros()],
+        )?;
+        transaction.commit()?;
+        Ok(at_micros)
     }
 
     fn usage_totals(&mut self, query: &UsageQuery) -> anyhow::Result<Vec<UsageRow>> {

@@ -296,6 +296,30 @@ fn unbilled_calls_by_local_day_newest_first_with_a_stable_cursor() {
         assert_eq!(ids(&third), ["d0"], "{label}");
         assert_eq!(third["next_cursor"], serde_json::Value::Null, "{label}");
 
+        // Closing the billing period at a time bills the calls before it: they leave the
+        // unbilled list. The same close again changes nothing; an earlier one is refused.
+        let close = |body: &str| {
+            let authorization = format!("Bearer {token}");
+            daemon.request(
+                "POST",
+                "/v1/accounts/acct-1001/billing-periods/close",
+                &[("Authorization", &authorization)],
+                body.as_bytes(),
+            )
+        };
+        let (status, closed) = close(r#"{"at":"2026-11-02"}"#);
+        assert_eq!(status, 200, "{label}: {closed}");
+        assert!(
+            closed.contains("2026-11-02T00:00:00+00:00"),
+            "{label}: {closed}"
+        );
+        let (_, open) = get(&daemon, calls, &token);
+        assert_eq!(ids(&open), ["d5", "d4", "d3"], "{label}");
+        assert_eq!(close(r#"{"at":"2026-11-02"}"#).0, 200, "{label}");
+        assert_eq!(close(r#"{"at":"2026-11-01"}"#).0, 409, "{label}");
+        assert_eq!(close(r#"{"at":"2999-01-01"}"#).0, 400, "{label}");
+        assert_eq!(close(r#"{"when":"2026-11-01"}"#).0, 400, "{label}");
+
         // A bad parameter is a 400 naming it.
         let cases = [
             ("tz=Mars/Olympus", "tz"),
