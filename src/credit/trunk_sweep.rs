@@ -5,7 +5,7 @@
 //! batch job across every file of the run. Either way a call up across midnight keeps its trunk.
 
 use super::accounts::{Account, AccountBook, AccountStatus};
-use super::trunks::{TrunkEligibility, TrunkKind, has_trunks, pool_with_room, trunks_of};
+use super::trunks::{TrunkEligibility, TrunkKind, has_trunks, pool_with_room};
 use crate::cdr::Direction;
 use crate::limits::{SWEEP_CONFLICT_RETRIES_MAX, SWEEP_PAGE_CALLS};
 use crate::store::ledger_store::LedgerStore;
@@ -40,10 +40,6 @@ impl BillingClass {
         self != BillingClass::Trunk
     }
 }
-
-/// Levels with trunks a chain may have; a deeper chain's extra levels count as full (account
-/// trees are a handful of levels deep: carrier, reseller, customer, sub-account).
-const MAX_CHAIN_WITH_ROOM: usize = 16;
 
 /// How stores mark a posted call whose class waits for the sweep (stored, not yet charged).
 pub const HELD_FOR_SWEEP: &str = "held";
@@ -126,35 +122,32 @@ impl TrunkSweep {
             // Nothing was used and nothing is charged.
             return BillingClass::PerMinute;
         }
-        let trunk_levels = || chain.iter().copied().filter(|account| has_trunks(account));
-        if call.trunk_eligible && trunk_levels().next().is_some() {
+        let trunk_levels: Vec<&Account> = chain
+            .iter()
+            .copied()
+            .filter(|account| has_trunks(account))
+            .collect();
+        if call.trunk_eligible && !trunk_levels.is_empty() {
             let start = call.start_micros;
-            let mut pools = [TrunkKind::TwoWay; MAX_CHAIN_WITH_ROOM];
-            let mut all_have_room = true;
-            for (level, account) in trunk_levels().enumerate() {
-                let uses = self.uses_of(&account.id);
-                if !late {
-                    // In start order nothing that ended by now can matter again.
-                    uses.retain(|up| up.end_micros > start);
-                }
-                let pool = pool_with_room(account, call.direction, |kind| {
-                    uses.iter()
-                        .filter(|up| {
-                            up.kind == kind && up.start_micros <= start && start < up.end_micros
-                        })
-                        .count() as u32
-                });
-                match (pool, pools.get_mut(level)) {
-                    (Some(kind), Some(slot)) => *slot = kind,
-                    _ => {
-                        all_have_room = false;
-                        break;
+            let pools: Option<Vec<TrunkKind>> = trunk_levels
+                .iter()
+                .map(|account| {
+                    let uses = self.uses_of(&account.id);
+                    if !late {
+                        // In start order nothing that ended by now can matter again.
+                        uses.retain(|up| up.end_micros > start);
                     }
-                }
-            }
-            if all_have_room {
-                for (account, kind) in trunk_levels().zip(pools) {
-                    debug_assert!(trunks_of(account, kind) > 0);
+                    pool_with_room(account, call.direction, |kind| {
+                        uses.iter()
+                            .filter(|up| {
+                                up.kind == kind && up.start_micros <= start && start < up.end_micros
+                            })
+                            .count() as u32
+                    })
+                })
+                .collect();
+            if let Some(pools) = pools {
+                for (account, kind) in trunk_levels.iter().zip(pools) {
                     self.uses_of(&account.id).push(TrunkUse {
                         start_micros: call.start_micros,
                         end_micros: call.end_micros.max(call.start_micros),

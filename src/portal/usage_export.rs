@@ -10,7 +10,7 @@ use crate::limits::{
     EXPORT_PAGE_CALLS, EXPORT_PAGES_QUEUED_MAX, EXPORT_RANGE_DAYS_MAX, EXPORTS_CONCURRENT_MAX,
 };
 use crate::money::ledger_decimal;
-use crate::store::ledger_store::{CallsQuery, LedgerStore, StoredCall, open_store};
+use crate::store::ledger_store::{CallsQuery, LedgerStore, StoredCall, charged_units, open_store};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -48,14 +48,6 @@ pub fn neutralise_formula(field: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// What a call is charged: its cost, except on a trunk or while held for the trunk sweep.
-fn charged_units(call: &StoredCall) -> i64 {
-    match call.billing_class.as_str() {
-        "trunk" | "held" => 0,
-        _ => call.cost_units,
-    }
-}
-
 fn csv_row(call: &StoredCall, time_zone: Tz) -> [String; 17] {
     let local = |micros: Option<i64>| {
         micros
@@ -78,7 +70,7 @@ fn csv_row(call: &StoredCall, time_zone: Tz) -> [String; 17] {
         call.destination.clone().unwrap_or_default(),
         call.rate.clone().unwrap_or_default(),
         ledger_decimal(call.cost_units).to_string(),
-        ledger_decimal(charged_units(call)).to_string(),
+        ledger_decimal(charged_units(&call.billing_class, call.cost_units)).to_string(),
         call.currency.clone(),
         call.billing_class.clone(),
     ]

@@ -253,6 +253,14 @@ pub struct PeriodAlreadyClosed {
 pub const CHARGED_UNITS_SQL: &str =
     "CASE WHEN billing_class IN ('trunk', 'held') THEN 0 ELSE cost_units END";
 
+/// The same rule as [`CHARGED_UNITS_SQL`], for a call already read.
+pub fn charged_units(billing_class: &str, cost_units: i64) -> i64 {
+    match billing_class {
+        "trunk" | "held" => 0,
+        _ => cost_units,
+    }
+}
+
 /// A call posted without authorization on an account with limits, waiting for the trunk sweep.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeldCall {
