@@ -174,3 +174,22 @@ pub const EXPORT_RANGE_DAYS_MAX: i64 = 93;
 /// Exports streaming at once (each holds a store connection while its client reads); more are
 /// answered 503 with `Retry-After`.
 pub const EXPORTS_CONCURRENT_MAX: usize = 2;
+
+/// Largest body of a portal request (credits, billing-period closes): those are a few fields;
+/// anything bigger is answered 413 before it is read into memory.
+pub const PORTAL_BODY_BYTES_MAX: usize = 16 << 10;
+
+/// Requests per second each portal token may make, and the burst it may save up. A portal that
+/// pages through calls for one customer stays far below; a script looping on a token is slowed
+/// to this with 429 and `Retry-After`, so one tenant cannot starve the others' reads.
+pub const PORTAL_REQUESTS_PER_SECOND: u32 = 50;
+pub const PORTAL_REQUEST_BURST: u32 = 100;
+
+/// Tokens whose request budget is remembered at once. Budgets are kept by the Authorization
+/// header's digest, so a client sending random tokens cannot grow the table without bound: past
+/// this many, budgets that are full again are forgotten.
+pub const PORTAL_REQUEST_BUDGETS_MAX: usize = 100_000;
+
+/// Rows per row group of a Parquet usage export: the writer holds one row group while it fills,
+/// so this bounds an export's memory; large enough that readers scan efficiently.
+pub const EXPORT_PARQUET_ROW_GROUP_ROWS: usize = 64 * 1024;

@@ -117,6 +117,15 @@ impl RatedBlock {
     pub fn n_rows(&self) -> usize {
         self.status.len()
     }
+
+    /// The account of a decoded row (the third input column).
+    pub fn account_of_row(&self, row: usize) -> &str {
+        self.input_columns[2]
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .expect("the account column is text")
+            .value(row)
+    }
 }
 
 /// Builds a [`RatedBlock`] record by record.

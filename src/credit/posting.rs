@@ -35,6 +35,8 @@ pub enum OriginKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RejectToPost {
     pub line: u64,
+    /// The CDR's account, when the record decoded far enough to name one.
+    pub account: Option<String>,
     pub reason: String,
     pub raw_record: String,
 }
@@ -130,6 +132,7 @@ impl PostingBatch {
             );
             rejects.extend(block.rejected_records.iter().map(|reject| RejectToPost {
                 line: first_line + reject.line_in_block - 1,
+                account: reject.row.map(|row| block.account_of_row(row).to_string()),
                 reason: reject.reason.as_str().to_string(),
                 // PostgreSQL text cannot hold NUL; the rejects file of a spool file keeps it.
                 raw_record: String::from_utf8_lossy(&reject.raw).replace('\0', "\u{fffd}"),

@@ -46,6 +46,10 @@ pub struct ServeConfig {
     pub trunk_settle_seconds: u32,
     /// NANP area codes whose numbers never use a trunk (toll-free and non-US/Canada by default).
     pub trunk_excluded_npas: Vec<u16>,
+    /// Portal requests per second each bearer token may make, and the burst it may save up; past
+    /// them a request is answered 429 with `Retry-After`.
+    pub portal_requests_per_second: u32,
+    pub portal_request_burst: u32,
 }
 
 impl Default for ServeConfig {
@@ -71,6 +75,8 @@ impl Default for ServeConfig {
             call_max_duration_seconds: limits::CALL_MAX_DURATION_SECONDS,
             trunk_settle_seconds: limits::TRUNK_SETTLE_SECONDS,
             trunk_excluded_npas: crate::credit::trunks::TrunkEligibility::default().excluded_npas,
+            portal_requests_per_second: limits::PORTAL_REQUESTS_PER_SECOND,
+            portal_request_burst: limits::PORTAL_REQUEST_BURST,
         }
     }
 }
@@ -100,6 +106,9 @@ impl ServeConfig {
         }
         if self.call_ttl_seconds == 0 || self.call_max_duration_seconds == 0 {
             bail!("call_ttl_seconds and call_max_duration_seconds must be at least 1");
+        }
+        if self.portal_requests_per_second == 0 || self.portal_request_burst == 0 {
+            bail!("portal_requests_per_second and portal_request_burst must be at least 1");
         }
         if let Some(npa) = self
             .trunk_excluded_npas

@@ -5,7 +5,7 @@
 
 use super::DaemonShared;
 use super::authorizer::{CallWork, Reply};
-use super::http_intake::error_response;
+use super::http_layers::error_response;
 use crate::batch::rated_block::RatingContext;
 use crate::cdr::{Direction, is_plausible_identifier, normalize_number};
 use crate::credit::authorization::{Authorization, AuthorizationRequest, ChainLevel, decide};

@@ -4,52 +4,22 @@
 //! charges nothing twice and gets the first answer back.
 
 use super::DaemonShared;
+use super::http_layers::error_response;
 use super::poster::PosterWork;
 use crate::batch::rated_block::{RatingContext, rate_csv_block, rate_decoded_records};
 use crate::cdr::RejectReason;
 use crate::credit::posting::{Origin, OriginKind, PostingBatch, PostingOutcome};
 use crate::ingest::canonical_csv::{CANONICAL_COLUMNS, CanonicalColumns, read_canonical_header};
 use crate::money::ledger_decimal;
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-pub fn router(shared: Arc<DaemonShared>) -> Router {
-    let body_limit = shared.config.request_bytes_max;
-    Router::new()
-        .route("/v1/cdrs", post(post_cdrs))
-        .route("/v1/calls/authorize", post(super::http_calls::authorize))
-        .route(
-            "/v1/calls/{call_id}/keepalive",
-            post(super::http_calls::keepalive),
-        )
-        .route("/v1/calls/{call_id}/end", post(super::http_calls::end))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .merge(crate::portal::router())
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(shared)
-}
-
-/// A JSON error answer: `{"error": message}` with the status.
-pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
-    let mut response = (status, axum::Json(json!({ "error": message.into() }))).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
-}
-
-async fn readyz(State(shared): State<Arc<DaemonShared>>) -> Response {
+pub async fn readyz(State(shared): State<Arc<DaemonShared>>) -> Response {
     let checked = tokio::task::spawn_blocking(move || {
         let mut store = shared.reader_store.lock().expect("reader store lock");
         if store.is_none() {
@@ -72,7 +42,7 @@ async fn readyz(State(shared): State<Arc<DaemonShared>>) -> Response {
     }
 }
 
-async fn metrics(State(shared): State<Arc<DaemonShared>>) -> Response {
+pub async fn metrics(State(shared): State<Arc<DaemonShared>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         shared.metrics.render(),
@@ -174,11 +144,7 @@ fn rate_request(
         if reject.reason == RejectReason::UnknownAccount
             && let Some(row) = reject.row
         {
-            let accounts = block.input_columns[2]
-                .as_any()
-                .downcast_ref::<arrow::array::StringArray>()
-                .expect("the account column is text");
-            unknown_accounts.push(accounts.value(row).to_string());
+            unknown_accounts.push(block.account_of_row(row).to_string());
         }
     }
     if !unknown_accounts.is_empty() {
@@ -245,7 +211,7 @@ fn decode_json_lines(
     Ok((columns, records))
 }
 
-async fn post_cdrs(
+pub async fn post_cdrs(
     State(shared): State<Arc<DaemonShared>>,
     headers: HeaderMap,
     body: Bytes,

@@ -1,8 +1,9 @@
 //! The daemon's Prometheus metrics, in one registry served at `GET /metrics`.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -26,67 +27,89 @@ pub struct Metrics {
     pub calls_limit_exceeded: IntCounter,
     pub calls_classified: IntCounterVec,
     pub cdrs_classified_late: IntCounter,
+    pub http_requests: IntCounterVec,
+    pub http_request_seconds: HistogramVec,
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        fn registered<M: Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric registered once");
+            metric
+        }
         let counter = |name: &str, help: &str| {
-            let counter = IntCounter::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(counter.clone()))
-                .expect("metric registered once");
-            counter
-        };
-        let counter_vec = |name: &str, help: &str, label: &str| {
-            let counter =
-                IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
-            registry
-                .register(Box::new(counter.clone()))
-                .expect("metric registered once");
-            counter
-        };
-        let batch_commit_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "tollgate_batch_commit_seconds",
-                "Time to post one batch to the store, commit included",
+            registered(
+                &registry,
+                IntCounter::new(name, help).expect("valid metric"),
             )
-            .buckets(vec![
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            registered(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            let options = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+            registered(
+                &registry,
+                Histogram::with_opts(options).expect("valid metric"),
+            )
+        };
+        let batch_commit_seconds = histogram(
+            "tollgate_batch_commit_seconds",
+            "Time to post one batch to the store, commit included",
+            &[
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(batch_commit_seconds.clone()))
-            .expect("metric registered once");
-        let poster_queue_depth = IntGauge::new(
-            "tollgate_poster_queue_depth",
-            "Work items waiting for the store poster",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(poster_queue_depth.clone()))
-            .expect("metric registered once");
-        let authorization_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "tollgate_call_authorization_seconds",
-                "Time to answer POST /v1/calls/authorize, store transaction included",
+            ],
+        );
+        let poster_queue_depth = registered(
+            &registry,
+            IntGauge::new(
+                "tollgate_poster_queue_depth",
+                "Work items waiting for the store poster",
             )
-            .buckets(vec![
+            .expect("valid metric"),
+        );
+        let authorization_seconds = histogram(
+            "tollgate_call_authorization_seconds",
+            "Time to answer POST /v1/calls/authorize, store transaction included",
+            &[
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-            ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(authorization_seconds.clone()))
-            .expect("metric registered once");
+            ],
+        );
+        let request_labels = ["method", "route", "status"];
+        let http_requests = counter_vec(
+            "tollgate_http_requests_total",
+            "HTTP requests answered, by method, route pattern and status",
+            &request_labels,
+        );
+        let http_request_seconds = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "tollgate_http_request_seconds",
+                    "Time from a request to its answer's headers, by method, route pattern and status",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ]),
+                &request_labels,
+            )
+            .expect("valid metric"),
+        );
         Metrics {
+            http_requests,
+            http_request_seconds,
             cdrs_in: counter("tollgate_cdrs_in_total", "CDRs received (spool and HTTP)"),
             cdrs_rated: counter("tollgate_cdrs_rated_total", "CDRs rated and charged"),
             cdrs_rejected: counter_vec(
                 "tollgate_cdrs_rejected_total",
                 "CDRs rejected, by reason",
-                "reason",
+                &["reason"],
             ),
             cdrs_duplicate: counter(
                 "tollgate_cdrs_duplicate_total",
@@ -109,27 +132,27 @@ impl Metrics {
             spool_files: counter_vec(
                 "tollgate_spool_files_total",
                 "Spool files finished, by result (done, failed, interrupted)",
-                "result",
+                &["result"],
             ),
             http_requests_refused: counter_vec(
                 "tollgate_http_requests_refused_total",
                 "POST /v1/cdrs requests refused, by HTTP status",
-                "status",
+                &["status"],
             ),
             alerts: counter_vec(
                 "tollgate_alerts_total",
                 "Alerts raised (threshold crossings, auto-recharges), by kind",
-                "kind",
+                &["kind"],
             ),
             webhook_deliveries: counter_vec(
                 "tollgate_webhook_deliveries_total",
                 "Webhook delivery attempts, by result (delivered, retry, failed, no_webhook)",
-                "result",
+                &["result"],
             ),
             authorizations: counter_vec(
                 "tollgate_call_authorizations_total",
                 "Call authorizations answered, by decision (trunk, per_minute, deny)",
-                "decision",
+                &["decision"],
             ),
             authorization_seconds,
             calls_limit_exceeded: counter(
@@ -143,7 +166,7 @@ impl Metrics {
             calls_classified: counter_vec(
                 "tollgate_calls_classified_total",
                 "Unauthorized calls given a billing class by the trunk sweep, by class",
-                "class",
+                &["class"],
             ),
             cdrs_classified_late: counter(
                 "tollgate_cdrs_classified_late_total",
@@ -187,9 +210,17 @@ mod tests {
         ] {
             family.with_label_values(&["x"]).inc();
         }
+        metrics
+            .http_requests
+            .with_label_values(&["get", "/x", "200"])
+            .inc();
+        metrics
+            .http_request_seconds
+            .with_label_values(&["get", "/x", "200"])
+            .observe(0.1);
         let document = include_str!("../../docs/metrics.md");
         let families = metrics.registry.gather();
-        assert!(families.len() >= 19);
+        assert!(families.len() >= 21);
         for family in families {
             let name = family.name();
             assert!(

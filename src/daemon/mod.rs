@@ -4,10 +4,12 @@
 //! a store connection of its own). SIGTERM
 //! or SIGINT stops intake, drains what was taken, commits it, and exits 0.
 
+pub mod api_routes;
 pub mod authorizer;
 pub mod config;
 pub mod http_calls;
 pub mod http_intake;
+pub mod http_layers;
 pub mod metrics;
 pub mod poster;
 pub mod rating_state;
@@ -46,6 +48,8 @@ pub struct DaemonShared {
     pub http_rating_slots: tokio::sync::Semaphore,
     /// Usage exports streaming now (see `limits::EXPORTS_CONCURRENT_MAX`).
     pub export_slots: Arc<tokio::sync::Semaphore>,
+    /// Each portal token's request budget (`portal_requests_per_second`, `portal_request_burst`).
+    pub portal_request_budgets: crate::portal::request_budget::RequestBudgets,
 }
 
 /// Runs the daemon until a signal stops it. Start-up problems (bad config, unreachable store,
@@ -108,6 +112,10 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
         export_slots: Arc::new(tokio::sync::Semaphore::new(
             crate::limits::EXPORTS_CONCURRENT_MAX,
         )),
+        portal_request_budgets: crate::portal::request_budget::RequestBudgets::new(
+            config.portal_requests_per_second,
+            config.portal_request_burst,
+        ),
         config,
     });
     tracing::info!(
@@ -152,7 +160,7 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     let http_shared = Arc::clone(&shared);
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = http_intake::router(Arc::clone(&http_shared));
+        let app = api_routes::router(Arc::clone(&http_shared));
         axum::serve(listener, app)
             .with_graceful_shutdown(stop_signal(http_shared))
             .await

@@ -1,9 +1,11 @@
-//! `GET /v1/accounts/{id}`, `/children` and `/unbilled-calls`: an account's profile and balance,
-//! the accounts below it, and its rated calls newest first with times in the caller's zone.
+//! `GET /v1/accounts/{id}`, `/children`, `/unbilled-calls` and `/rejects`: an account's profile
+//! and balance, the accounts below it, its rated calls newest first with times in the caller's
+//! zone, and (for operators) its refused CDRs.
 
-use super::query_params::{QueryParams, encode_cursor};
+use super::query_params::{QueryParams, encode_cursor, encode_opaque};
 use super::{
-    ApiError, ApiResult, authorize_read, bearer_token, not_found, read_store, subtree, unavailable,
+    ApiError, ApiResult, authorize_read, bearer_token, not_found, read_store, require_operator,
+    subtree, unavailable,
 };
 use crate::credit::accounts::Account;
 use crate::credit::trunks::{TrunkKind, trunks_of};
@@ -36,7 +38,7 @@ pub async fn read_visible_account(
     id: String,
     read: impl FnOnce(&mut dyn LedgerStore, VisibleAccount) -> ApiResult + Send + 'static,
 ) -> Response {
-    let answered = match bearer_token(&headers) {
+    let answered = match bearer_token(&shared, &headers) {
         Ok(token) => {
             read_store(&shared, move |store| {
                 let (scope, parents) = authorize_read(store, &token, &id)?;
@@ -237,4 +239,48 @@ fn call_view(call: &StoredCall, time_zone: Tz) -> Value {
         "currency": call.currency,
         "billing_class": call.billing_class,
     })
+}
+
+/// `GET /v1/accounts/{id}/rejects?limit&cursor` (operator tokens): the account's CDRs that were
+/// refused, newest first, each with its file or request, line, reason and the record as sent.
+pub async fn rejects(
+    State(shared): State<Arc<DaemonShared>>,
+    Path(id): Path<String>,
+    Query(parameters): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    read_visible_account(shared, headers, id, |store, visible| {
+        require_operator(&visible.scope, "listing rejects")?;
+        let mut parameters = QueryParams::new(parameters);
+        let limit = parameters
+            .limit("limit", PORTAL_PAGE_DEFAULT, PORTAL_PAGE_MAX)
+            .map_err(ApiError::bad_parameter)?;
+        let before = parameters
+            .reject_cursor("cursor")
+            .map_err(ApiError::bad_parameter)?;
+        parameters.finish().map_err(ApiError::bad_parameter)?;
+        let id = visible.stored.account.id;
+        let rejects = store
+            .rejects_of_account(&id, before, limit)
+            .map_err(unavailable)?;
+        let next_cursor = (rejects.len() == limit)
+            .then(|| rejects.last())
+            .flatten()
+            .map(|last| encode_opaque(&(last.batch_id, last.reject.line as i64)));
+        let shown: Vec<Value> = rejects
+            .iter()
+            .map(|listed| {
+                json!({
+                    "origin": listed.reject.origin_label,
+                    "line": listed.reject.line,
+                    "reason": listed.reject.reason,
+                    "raw_record": listed.reject.raw_record,
+                    "rejected_at": chrono::DateTime::from_timestamp_micros(listed.rejected_at_micros)
+                        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                })
+            })
+            .collect();
+        Ok(Json(json!({ "account": id, "rejects": shown, "next_cursor": next_cursor })).into_response())
+    })
+    .await
 }

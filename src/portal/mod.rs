@@ -5,25 +5,29 @@
 
 pub mod account_routes;
 pub mod money_routes;
+pub mod openapi;
 pub mod query_params;
+pub mod request_budget;
 pub mod tokens;
 pub mod usage_export;
 
 use crate::daemon::DaemonShared;
-use crate::daemon::http_intake::error_response;
+use crate::daemon::http_layers::error_response;
 use crate::store::ledger_store::{LedgerStore, TokenScope, open_store};
-use axum::Router;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
-/// A refusal: its status and a message, answered as `{"error": message}`.
+/// A refusal: its status and a message, answered as `{"code", "message"}`
+/// ([`error_response`]), with `Retry-After` when the client should come back.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
@@ -31,6 +35,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after_seconds: None,
         }
     }
 
@@ -41,34 +46,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        error_response(self.status, self.message)
+        let mut response = error_response(self.status, self.message);
+        if let Some(seconds) = self.retry_after_seconds {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
 /// A handler's answer: a response, or a refusal.
 pub type ApiResult = Result<Response, ApiError>;
-
-pub fn router() -> Router<Arc<DaemonShared>> {
-    Router::new()
-        .route("/v1/accounts/{id}", get(account_routes::account))
-        .route("/v1/accounts/{id}/children", get(account_routes::children))
-        .route(
-            "/v1/accounts/{id}/unbilled-calls",
-            get(account_routes::unbilled_calls),
-        )
-        .route("/v1/accounts/{id}/usage", get(money_routes::usage))
-        .route(
-            "/v1/accounts/{id}/transactions",
-            get(money_routes::transactions),
-        )
-        .route("/v1/accounts/{id}/alerts", get(money_routes::alerts))
-        .route("/v1/accounts/{id}/credits", post(money_routes::credit))
-        .route(
-            "/v1/accounts/{id}/billing-periods/close",
-            post(money_routes::close_billing_period),
-        )
-        .route("/v1/exports/usage.csv", get(usage_export::usage_csv))
-}
 
 /// Runs `read` on the daemon's reader connection (opened again after a failure). A store failure
 /// is a 503; `read` answers its own 4xx.
@@ -104,8 +93,9 @@ pub fn unavailable(error: anyhow::Error) -> ApiError {
     )
 }
 
-/// The bearer token of a request (checked against the store by [`authorize_read`]).
-pub fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
+/// The bearer token of a request (checked against the store by [`authorize_read`]), after
+/// spending one request of its budget: a token over its rate is answered 429 with `Retry-After`.
+pub fn bearer_token(shared: &DaemonShared, headers: &HeaderMap) -> Result<String, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -113,6 +103,16 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "an Authorization: Bearer token is required",
+            )
+        })?;
+    shared
+        .portal_request_budgets
+        .spend(Sha256::digest(value.as_bytes()).into(), Instant::now())
+        .map_err(|wait| ApiError {
+            retry_after_seconds: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "this token has used its request rate; try again after Retry-After seconds",
             )
         })?;
     value
@@ -149,6 +149,18 @@ pub fn authorize_read(
         return Err(not_found(account));
     }
     Ok((scope, parents))
+}
+
+/// Refuses an account token where only operators may act (the account is visible, so 403).
+pub fn require_operator(scope: &TokenScope, what: &str) -> Result<(), ApiError> {
+    if *scope == TokenScope::Operator {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{what} needs an operator token"),
+        ))
+    }
 }
 
 pub fn not_found(account: &str) -> ApiError {

@@ -4,13 +4,13 @@
 
 use super::account_routes::read_visible_account;
 use super::query_params::QueryParams;
-use super::{ApiError, subtree, unavailable};
+use super::{ApiError, require_operator, subtree, unavailable};
 use crate::credit::alert_events::alert_listing;
 use crate::daemon::DaemonShared;
 use crate::limits::{PORTAL_PAGE_DEFAULT, PORTAL_PAGE_MAX};
 use crate::money::{ledger_decimal, ledger_units};
 use crate::store::ledger_store::{
-    IdempotencyKeyReused, PeriodAlreadyClosed, TokenScope, UsageGrouping, UsageQuery, now_micros,
+    IdempotencyKeyReused, PeriodAlreadyClosed, UsageGrouping, UsageQuery, now_micros,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -280,17 +280,6 @@ pub async fn close_billing_period(
         Ok(Json(json!({ "account": account.id, "open_from": shown })).into_response())
     })
     .await
-}
-
-fn require_operator(scope: &TokenScope, what: &str) -> Result<(), ApiError> {
-    if *scope == TokenScope::Operator {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("{what} needs an operator token"),
-        ))
-    }
 }
 
 #[derive(serde::Deserialize)]

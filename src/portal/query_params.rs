@@ -99,9 +99,22 @@ impl QueryParams {
     }
 
     pub fn cursor(&mut self, name: &'static str) -> Result<Option<CallCursor>, String> {
+        self.opaque(name, decode_cursor)
+    }
+
+    /// A rejects listing's cursor: the last reject's (batch, line).
+    pub fn reject_cursor(&mut self, name: &'static str) -> Result<Option<(i64, i64)>, String> {
+        self.opaque(name, decode_opaque)
+    }
+
+    fn opaque<T>(
+        &mut self,
+        name: &'static str,
+        decode: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, String> {
         match self.text(name) {
             None => Ok(None),
-            Some(text) => decode_cursor(text)
+            Some(text) => decode(text)
                 .map(Some)
                 .ok_or_else(|| format!("{name}: {text:?} is not a cursor this API gave out")),
         }
@@ -128,12 +141,16 @@ impl QueryParams {
 /// A cursor as handed to clients: the last call's start, source and id, as hex of JSON (opaque,
 /// URL-safe).
 pub fn encode_cursor(cursor: &CallCursor) -> String {
-    let json =
-        serde_json::json!([cursor.start_time_micros, cursor.source, cursor.cdr_id]).to_string();
+    encode_opaque(&(cursor.start_time_micros, &cursor.source, &cursor.cdr_id))
+}
+
+/// Any cursor as handed to clients: hex of its JSON.
+pub fn encode_opaque(value: &impl serde::Serialize) -> String {
+    let json = serde_json::to_string(value).expect("a cursor serialises");
     json.bytes().map(|byte| format!("{byte:02x}")).collect()
 }
 
-fn decode_cursor(text: &str) -> Option<CallCursor> {
+fn decode_opaque<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
     if !text.len().is_multiple_of(2) || text.len() > 4096 {
         return None;
     }
@@ -141,8 +158,11 @@ fn decode_cursor(text: &str) -> Option<CallCursor> {
         .step_by(2)
         .map(|index| u8::from_str_radix(text.get(index..index + 2)?, 16).ok())
         .collect();
-    let (start_time_micros, source, cdr_id): (i64, String, String) =
-        serde_json::from_slice(&bytes?).ok()?;
+    serde_json::from_slice(&bytes?).ok()
+}
+
+fn decode_cursor(text: &str) -> Option<CallCursor> {
+    let (start_time_micros, source, cdr_id): (i64, String, String) = decode_opaque(text)?;
     // Identifiers never hold control characters (and PostgreSQL text cannot hold NUL).
     if [&source, &cdr_id]
         .iter()

@@ -1,23 +1,36 @@
-//! `GET /v1/exports/usage.csv?from&to&tz&account&include_sub_accounts`: every rated call of the
-//! range as RFC 4180 CSV, streamed page by page from a store connection of its own (memory stays
-//! flat whatever the range), with spreadsheet formulas neutralised. The `charged` column sums to
-//! what `/usage` reports for the same query.
+//! `GET /v1/exports/usage.csv` and `/v1/exports/usage.parquet`
+//! (`?from&to&tz&account&include_sub_accounts`): every rated call of the range, streamed page by
+//! page from a store connection of its own, so memory stays flat whatever the range. The CSV is
+//! RFC 4180 with spreadsheet formulas neutralised; the Parquet file has typed columns (times in
+//! `tz`, money as exact decimals). The `charged` column sums to what `/usage` reports for the same
+//! query.
 
 use super::query_params::QueryParams;
 use super::{ApiError, authorize_read, bearer_token, not_found, read_store, subtree, unavailable};
 use crate::daemon::DaemonShared;
 use crate::limits::{
-    EXPORT_PAGE_CALLS, EXPORT_PAGES_QUEUED_MAX, EXPORT_RANGE_DAYS_MAX, EXPORTS_CONCURRENT_MAX,
+    EXPORT_PAGE_CALLS, EXPORT_PAGES_QUEUED_MAX, EXPORT_PARQUET_ROW_GROUP_ROWS,
+    EXPORT_RANGE_DAYS_MAX, EXPORTS_CONCURRENT_MAX,
 };
-use crate::money::ledger_decimal;
+use crate::money::{LEDGER_DECIMALS, ledger_decimal};
 use crate::store::ledger_store::{CallsQuery, LedgerStore, StoredCall, charged_units, open_store};
+use arrow::array::{
+    ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono_tz::Tz;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Money columns of the Parquet export: ledger units, exactly.
+const MONEY_SCALE: i8 = LEDGER_DECIMALS as i8;
 
 pub const EXPORT_COLUMNS: [&str; 17] = [
     "source",
@@ -97,23 +110,40 @@ fn encode(rows: impl Iterator<Item = [String; 17]>, header: bool) -> anyhow::Res
     ))
 }
 
+/// The file an export is written as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ExportFormat {
+    Csv,
+    Parquet,
+}
+
 pub async fn usage_csv(
     State(shared): State<Arc<DaemonShared>>,
     Query(parameters): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    match start_export(shared, parameters, headers).await {
-        Ok(response) => response,
-        Err(refusal) => refusal.into_response(),
-    }
+    start_export(shared, parameters, headers, ExportFormat::Csv)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn usage_parquet(
+    State(shared): State<Arc<DaemonShared>>,
+    Query(parameters): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    start_export(shared, parameters, headers, ExportFormat::Parquet)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn start_export(
     shared: Arc<DaemonShared>,
     parameters: HashMap<String, String>,
     headers: HeaderMap,
+    format: ExportFormat,
 ) -> Result<Response, ApiError> {
-    let token = bearer_token(&headers)?;
+    let token = bearer_token(&shared, &headers)?;
     let mut parameters = QueryParams::new(parameters);
     let account = parameters
         .text("account")
@@ -177,51 +207,212 @@ async fn start_export(
         .map_err(unavailable)?;
     let (sender, receiver) = tokio::sync::mpsc::channel(EXPORT_PAGES_QUEUED_MAX);
     tokio::task::spawn_blocking(move || {
-        stream_pages(store, query, time_zone, sender);
+        let encoder: Box<dyn PageEncoder> = match format {
+            ExportFormat::Csv => Box::new(CsvPages {
+                time_zone,
+                first: true,
+            }),
+            ExportFormat::Parquet => Box::new(ParquetPages::new(time_zone)),
+        };
+        stream_pages(store, query, encoder, sender);
         drop(slot);
     });
+    let (content_type, disposition) = match format {
+        ExportFormat::Csv => (
+            "text/csv; charset=utf-8",
+            "attachment; filename=\"usage.csv\"",
+        ),
+        ExportFormat::Parquet => (
+            "application/vnd.apache.parquet",
+            "attachment; filename=\"usage.parquet\"",
+        ),
+    };
     let mut response =
         Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver)).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
         header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"usage.csv\""),
+        HeaderValue::from_static(disposition),
     );
     Ok(response)
 }
 
-/// Sends the header and then one encoded page at a time; a client that goes away stops it.
+/// Turns pages of calls into the bytes of an export file.
+trait PageEncoder: Send {
+    /// The bytes to send for one page (the CSV header goes with the first).
+    fn page(&mut self, calls: &[StoredCall]) -> anyhow::Result<Bytes>;
+    /// The bytes that end the file (the Parquet footer).
+    fn finish(&mut self) -> anyhow::Result<Bytes>;
+}
+
+struct CsvPages {
+    time_zone: Tz,
+    first: bool,
+}
+
+impl PageEncoder for CsvPages {
+    fn page(&mut self, calls: &[StoredCall]) -> anyhow::Result<Bytes> {
+        let header = std::mem::take(&mut self.first);
+        encode(
+            calls.iter().map(|call| csv_row(call, self.time_zone)),
+            header,
+        )
+    }
+
+    fn finish(&mut self) -> anyhow::Result<Bytes> {
+        // An empty export still has its header.
+        self.page(&[])
+    }
+}
+
+/// Writes row groups into a buffer that is drained after each page: the writer keeps only the
+/// row group in progress.
+struct ParquetPages {
+    time_zone: Tz,
+    schema: SchemaRef,
+    writer: Option<ArrowWriter<Vec<u8>>>,
+}
+
+impl ParquetPages {
+    fn new(time_zone: Tz) -> ParquetPages {
+        let times = || DataType::Timestamp(TimeUnit::Microsecond, Some(time_zone.name().into()));
+        let money = DataType::Decimal128(38, MONEY_SCALE);
+        let schema = Arc::new(Schema::new(
+            EXPORT_COLUMNS
+                .iter()
+                .map(|name| {
+                    let (data_type, nullable) = match *name {
+                        "start_time" => (times(), false),
+                        "answer_time" | "end_time" => (times(), true),
+                        "billsec" | "billable_seconds" => (DataType::Int64, false),
+                        "cost" | "charged" => (money.clone(), false),
+                        "destination" | "rate" => (DataType::Utf8, true),
+                        _ => (DataType::Utf8, false),
+                    };
+                    Field::new(*name, data_type, nullable)
+                })
+                .collect::<Vec<_>>(),
+        ));
+        ParquetPages {
+            time_zone,
+            schema,
+            writer: None,
+        }
+    }
+
+    fn batch(&self, calls: &[StoredCall]) -> anyhow::Result<RecordBatch> {
+        let text = |value: fn(&StoredCall) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(calls.iter().map(value)))
+        };
+        let optional_text = |value: fn(&StoredCall) -> Option<&str>| -> ArrayRef {
+            Arc::new(StringArray::from_iter(calls.iter().map(value)))
+        };
+        let zone = self.time_zone.name();
+        let times = |value: fn(&StoredCall) -> Option<i64>| -> ArrayRef {
+            Arc::new(
+                TimestampMicrosecondArray::from_iter(calls.iter().map(value)).with_timezone(zone),
+            )
+        };
+        let seconds = |value: fn(&StoredCall) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from_iter_values(calls.iter().map(value)))
+        };
+        let money = |units: &dyn Fn(&StoredCall) -> i64| -> anyhow::Result<ArrayRef> {
+            Ok(Arc::new(
+                Decimal128Array::from_iter_values(calls.iter().map(|call| i128::from(units(call))))
+                    .with_precision_and_scale(38, MONEY_SCALE)?,
+            ))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            text(|call| &call.source),
+            text(|call| &call.cdr_id),
+            text(|call| &call.account),
+            text(|call| &call.direction),
+            text(|call| &call.caller),
+            text(|call| &call.callee),
+            times(|call| Some(call.start_time_micros)),
+            times(|call| call.answer_time_micros),
+            times(|call| call.end_time_micros),
+            seconds(|call| call.billsec),
+            seconds(|call| call.billable_seconds),
+            optional_text(|call| call.destination.as_deref()),
+            optional_text(|call| call.rate.as_deref()),
+            money(&|call| call.cost_units)?,
+            money(&|call| charged_units(&call.billing_class, call.cost_units))?,
+            text(|call| &call.currency),
+            text(|call| &call.billing_class),
+        ];
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+
+    fn writer(&mut self) -> anyhow::Result<&mut ArrowWriter<Vec<u8>>> {
+        if self.writer.is_none() {
+            let properties = WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(EXPORT_PARQUET_ROW_GROUP_ROWS))
+                .build();
+            self.writer = Some(ArrowWriter::try_new(
+                Vec::new(),
+                Arc::clone(&self.schema),
+                Some(properties),
+            )?);
+        }
+        Ok(self.writer.as_mut().expect("made above"))
+    }
+}
+
+impl PageEncoder for ParquetPages {
+    fn page(&mut self, calls: &[StoredCall]) -> anyhow::Result<Bytes> {
+        let batch = self.batch(calls)?;
+        let writer = self.writer()?;
+        writer.write(&batch)?;
+        // Taking the bytes written so far is safe: the writer counts offsets itself.
+        Ok(Bytes::from(std::mem::take(writer.inner_mut())))
+    }
+
+    fn finish(&mut self) -> anyhow::Result<Bytes> {
+        let writer = self.writer()?;
+        writer.finish()?;
+        Ok(Bytes::from(std::mem::take(writer.inner_mut())))
+    }
+}
+
+/// Sends one encoded page at a time, then the file's end; a client that goes away stops it. A
+/// store error mid-way aborts the body, so the client sees a broken transfer, never a file that
+/// looks complete.
 fn stream_pages(
     mut store: Box<dyn LedgerStore>,
     mut query: CallsQuery,
-    time_zone: Tz,
+    mut encoder: Box<dyn PageEncoder>,
     sender: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
-    let mut first = true;
+    let send_failure = |error: anyhow::Error| {
+        tracing::warn!("usage export stopped: {error:#}");
+        let _ = sender.blocking_send(Err(std::io::Error::other(format!("{error:#}"))));
+    };
     loop {
         let page = match store.calls_newest_first(&query) {
             Ok(page) => page,
-            Err(error) => {
-                tracing::warn!("usage export stopped: {error:#}");
-                let _ = sender.blocking_send(Err(std::io::Error::other(format!("{error:#}"))));
-                return;
-            }
+            Err(error) => return send_failure(error),
         };
-        let encoded = encode(page.iter().map(|call| csv_row(call, time_zone)), first);
-        first = false;
         let done = page.len() < query.limit;
         query.before = page.last().map(StoredCall::cursor);
-        let sent = match encoded {
-            Ok(bytes) => sender.blocking_send(Ok(bytes)),
-            Err(error) => sender.blocking_send(Err(std::io::Error::other(format!("{error:#}")))),
+        let encoded = match encoder.page(&page) {
+            Ok(bytes) => bytes,
+            Err(error) => return send_failure(error),
         };
-        if sent.is_err() || done {
+        if !encoded.is_empty() && sender.blocking_send(Ok(encoded)).is_err() {
             return;
         }
+        if done {
+            break;
+        }
+    }
+    match encoder.finish() {
+        Ok(bytes) => {
+            let _ = sender.blocking_send(Ok(bytes));
+        }
+        Err(error) => send_failure(error),
     }
 }
 

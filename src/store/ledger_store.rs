@@ -40,6 +40,22 @@ pub struct StoredReject {
     pub raw_record: String,
 }
 
+/// A reject listed for an account, with the batch that stored it and when that committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountReject {
+    pub batch_id: i64,
+    pub rejected_at_micros: i64,
+    pub reject: StoredReject,
+}
+
+/// An account's rejects before a `(batch_id, line)` cursor, newest first; the same text in both
+/// stores (`$n` is a positional parameter in SQLite too).
+pub const REJECTS_OF_ACCOUNT_SQL: &str =
+    "SELECT r.batch_id, b.committed_at_micros, r.origin_label, r.line, r.reason, r.raw_record
+     FROM rejects r JOIN batches b ON b.id = r.batch_id
+     WHERE r.account = $1 AND (r.batch_id, r.line) < ($2, $3)
+     ORDER BY r.batch_id DESC, r.line DESC LIMIT $4";
+
 /// A credit posted (or found posted before under the same idempotency key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreditOutcome {
@@ -464,6 +480,15 @@ pub trait LedgerStore: Send {
 
     /// The rejects of one origin, in line order.
     fn rejects_of(&mut self, origin_key: &str) -> anyhow::Result<Vec<StoredReject>>;
+
+    /// An account's rejects, newest first (by batch, then line, descending), before the cursor
+    /// `(batch_id, line)`, at most `limit`.
+    fn rejects_of_account(
+        &mut self,
+        account: &str,
+        before: Option<(i64, i64)>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<AccountReject>>;
 
     fn ledger_totals(&mut self) -> anyhow::Result<LedgerTotals>;
 

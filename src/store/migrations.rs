@@ -18,7 +18,9 @@
 //! Version 6 adds the trunk sweep: calls posted without authorization on accounts with limits are
 //! stored with billing class `held` (not charged) until the sweep classifies them, and the
 //! sweep's carried state (calls still on a trunk, how far it has got) is one row with a version
-//! that each sweep moves on by compare-and-set.
+//! that each sweep moves on by compare-and-set. Versions 7 and 8 add the portal's API tokens
+//! (stored as SHA-256 only) and billing-period closes. Version 9 gives each reject its CDR's
+//! account, when the record named one, so operators can list an account's rejects.
 //!
 //! Money is BIGINT ledger units (8 decimals, see `money::LEDGER_DECIMALS`) in both stores, and
 //! times are microseconds since the Unix epoch, so both stores compute the same sums exactly.
@@ -279,6 +281,13 @@ CREATE TABLE billing_periods (
 );
 ",
     ),
+    (
+        9,
+        "
+ALTER TABLE rejects ADD COLUMN account TEXT;
+CREATE INDEX rejects_by_account ON rejects (account, batch_id, line);
+",
+    ),
 ];
 
 /// (version, SQL) for PostgreSQL: the same tables and columns.
@@ -535,6 +544,13 @@ CREATE TABLE billing_periods (
     open_from_micros BIGINT NOT NULL,
     closed_at_micros BIGINT NOT NULL
 );
+",
+    ),
+    (
+        9,
+        "
+ALTER TABLE rejects ADD COLUMN account TEXT;
+CREATE INDEX rejects_by_account ON rejects (account, batch_id, line);
 ",
     ),
 ];

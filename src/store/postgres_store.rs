@@ -12,15 +12,15 @@
 
 use super::ledger_store::{
     ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
-    ALERT_COLUMNS, ALERT_KIND_LIMIT_EXCEEDED, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery,
-    AlertToDeliver, AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor,
-    CallRecord, CallRefusal, CallRevision, CallsQuery, CreditOutcome, DeckRecord, EntryWithKey,
-    HELD_CALL_COLUMNS, HOLD_MISMATCHES_SQL, HeldCall, HoldsReleased, IngestProgress, LedgerStore,
-    LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied,
-    SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS, StoredAccount, StoredAlert,
-    StoredCall, StoredEntry, StoredReject, StoredRevision, SweepState, TokenScope, UNBILLED_SQL,
-    UsageQuery, UsageRow, call_record_from_columns, check_period_close, columns_of,
-    credit_already_made, earlier_answer, kept_alive, newest_first_cursor, now_micros,
+    ALERT_COLUMNS, ALERT_KIND_LIMIT_EXCEEDED, ALERT_KIND_RECHARGE, AccountReject, AccountRow,
+    AlertDelivery, AlertToDeliver, AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL,
+    CallCursor, CallRecord, CallRefusal, CallRevision, CallsQuery, CreditOutcome, DeckRecord,
+    EntryWithKey, HELD_CALL_COLUMNS, HOLD_MISMATCHES_SQL, HeldCall, HoldsReleased, IngestProgress,
+    LedgerStore, LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, REJECTS_OF_ACCOUNT_SQL,
+    RechargeRun, RevisionsApplied, SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS,
+    StoredAccount, StoredAlert, StoredCall, StoredEntry, StoredReject, StoredRevision, SweepState,
+    TokenScope, UNBILLED_SQL, UsageQuery, UsageRow, call_record_from_columns, check_period_close,
+    columns_of, credit_already_made, earlier_answer, kept_alive, newest_first_cursor, now_micros,
     parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
@@ -538,10 +538,13 @@ impl LedgerStore for PostgresStore {
                 .iter()
                 .map(|r| r.raw_record.as_str())
                 .collect();
+            let accounts: Vec<Option<&str>> =
+                batch.rejects.iter().map(|r| r.account.as_deref()).collect();
             transaction.execute(
-                "INSERT INTO rejects (origin, line, origin_label, batch_id, reason, raw_record)
-                 SELECT $4, l, $5, $6, r, w
-                 FROM UNNEST($1::bigint[], $2::text[], $3::text[]) AS t (l, r, w)
+                "INSERT INTO rejects
+                   (origin, line, origin_label, batch_id, reason, raw_record, account)
+                 SELECT $4, l, $5, $6, r, w, a
+                 FROM UNNEST($1::bigint[], $2::text[], $3::text[], $7::text[]) AS t (l, r, w, a)
                  ON CONFLICT DO NOTHING",
                 &[
                     &lines,
@@ -550,6 +553,7 @@ impl LedgerStore for PostgresStore {
                     &batch.origin.key,
                     &batch.origin.label,
                     &batch_id,
+                    &accounts,
                 ],
             )?;
         }
@@ -618,6 +622,33 @@ impl LedgerStore for PostgresStore {
                 line: row.get::<_, i64>(1) as u64,
                 reason: row.get(2),
                 raw_record: row.get(3),
+            })
+            .collect())
+    }
+
+    fn rejects_of_account(
+        &mut self,
+        account: &str,
+        before: Option<(i64, i64)>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<AccountReject>> {
+        let (before_batch, before_line) = before.unwrap_or((i64::MAX, i64::MAX));
+        Ok(self
+            .client
+            .query(
+                REJECTS_OF_ACCOUNT_SQL,
+                &[&account, &before_batch, &before_line, &(limit as i64)],
+            )?
+            .iter()
+            .map(|row| AccountReject {
+                batch_id: row.get(0),
+                rejected_at_micros: row.get(1),
+                reject: StoredReject {
+                    origin_label: row.get(2),
+                    line: row.get::<_, i64>(3) as u64,
+                    reason: row.get(4),
+                    raw_record: row.get(5),
+                },
             })
             .collect())
     }

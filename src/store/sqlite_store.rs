@@ -3,15 +3,15 @@
 
 use super::ledger_store::{
     ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
-    ALERT_COLUMNS, ALERT_KIND_LIMIT_EXCEEDED, ALERT_KIND_RECHARGE, AccountRow, AlertDelivery,
-    AlertToDeliver, AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor,
-    CallRecord, CallRefusal, CallRevision, CallsQuery, CreditOutcome, DeckRecord, EntryWithKey,
-    HELD_CALL_COLUMNS, HOLD_MISMATCHES_SQL, HeldCall, HoldsReleased, IngestProgress, LedgerStore,
-    LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, RechargeRun, RevisionsApplied,
-    SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS, StoredAccount, StoredAlert,
-    StoredCall, StoredEntry, StoredReject, StoredRevision, SweepState, TokenScope, UNBILLED_SQL,
-    UsageQuery, UsageRow, call_record_from_columns, check_period_close, columns_of,
-    credit_already_made, earlier_answer, kept_alive, newest_first_cursor, now_micros,
+    ALERT_COLUMNS, ALERT_KIND_LIMIT_EXCEEDED, ALERT_KIND_RECHARGE, AccountReject, AccountRow,
+    AlertDelivery, AlertToDeliver, AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL,
+    CallCursor, CallRecord, CallRefusal, CallRevision, CallsQuery, CreditOutcome, DeckRecord,
+    EntryWithKey, HELD_CALL_COLUMNS, HOLD_MISMATCHES_SQL, HeldCall, HoldsReleased, IngestProgress,
+    LedgerStore, LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, REJECTS_OF_ACCOUNT_SQL,
+    RechargeRun, RevisionsApplied, SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS,
+    StoredAccount, StoredAlert, StoredCall, StoredEntry, StoredReject, StoredRevision, SweepState,
+    TokenScope, UNBILLED_SQL, UsageQuery, UsageRow, call_record_from_columns, check_period_close,
+    columns_of, credit_already_made, earlier_answer, kept_alive, newest_first_cursor, now_micros,
     parents_first, recharge_key,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
@@ -439,8 +439,9 @@ impl LedgerStore for SqliteStore {
                 }
             }
             let mut insert_reject = transaction.prepare_cached(
-                "INSERT INTO rejects (origin, line, origin_label, batch_id, reason, raw_record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                "INSERT INTO rejects
+                   (origin, line, origin_label, batch_id, reason, raw_record, account)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
             )?;
             for reject in &batch.rejects {
                 insert_reject.execute(params![
@@ -450,6 +451,7 @@ impl LedgerStore for SqliteStore {
                     batch_id,
                     reject.reason,
                     reject.raw_record,
+                    reject.account,
                 ])?;
             }
         }
@@ -517,6 +519,34 @@ impl LedgerStore for SqliteStore {
                     raw_record: row.get(3)?,
                 })
             })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rejects)
+    }
+
+    fn rejects_of_account(
+        &mut self,
+        account: &str,
+        before: Option<(i64, i64)>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<AccountReject>> {
+        let (before_batch, before_line) = before.unwrap_or((i64::MAX, i64::MAX));
+        let mut statement = self.connection.prepare_cached(REJECTS_OF_ACCOUNT_SQL)?;
+        let rejects = statement
+            .query_map(
+                params![account, before_batch, before_line, limit as i64],
+                |row| {
+                    Ok(AccountReject {
+                        batch_id: row.get(0)?,
+                        rejected_at_micros: row.get(1)?,
+                        reject: StoredReject {
+                            origin_label: row.get(2)?,
+                            line: row.get::<_, i64>(3)? as u64,
+                            reason: row.get(4)?,
+                            raw_record: row.get(5)?,
+                        },
+                    })
+                },
+            )?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rejects)
     }

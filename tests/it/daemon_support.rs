@@ -130,6 +130,35 @@ impl Daemon {
     ) -> (u16, String) {
         http(self.port, method, path, headers, body).expect("the daemon answers")
     }
+
+    /// A request whose answer's headers or bytes matter.
+    pub fn answer(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpAnswer {
+        http_answer(self.port, method, path, headers, body).expect("the daemon answers")
+    }
+}
+
+/// An HTTP answer as received: status, head (status line and headers) and the body's bytes.
+pub struct HttpAnswer {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    /// A header's value (names compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_string())
+        })
+    }
 }
 
 /// One HTTP/1.1 request; `None` when nothing listens.
@@ -140,6 +169,21 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Option<(u16, String)> {
+    let answer = http_answer(port, method, path, headers, body)?;
+    Some((
+        answer.status,
+        String::from_utf8_lossy(&answer.body).into_owned(),
+    ))
+}
+
+/// One HTTP/1.1 request, its answer with headers and bytes; `None` when nothing listens.
+pub fn http_answer(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<HttpAnswer> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -156,29 +200,34 @@ pub fn http(
     stream.write_all(body).ok()?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).ok()?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let split = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let body = &response[split + 4..];
+    let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
     let body = if chunked {
         decode_chunked(body)
     } else {
-        body.to_string()
+        body.to_vec()
     };
-    Some((status, body))
+    Some(HttpAnswer { status, head, body })
 }
 
 /// A chunked HTTP/1.1 body, joined (a streamed response).
-fn decode_chunked(mut rest: &str) -> String {
-    let mut body = String::new();
-    while let Some((size_line, after)) = rest.split_once("\r\n") {
+fn decode_chunked(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Some(line_end) = rest.windows(2).position(|window| window == b"\r\n") {
+        let size_line = std::str::from_utf8(&rest[..line_end]).expect("a chunk size line");
         let size = usize::from_str_radix(size_line.trim(), 16).expect("a chunk size");
         if size == 0 {
             break;
         }
-        body.push_str(&after[..size]);
+        let after = &rest[line_end + 2..];
+        body.extend_from_slice(&after[..size]);
         rest = &after[size + 2..];
     }
     body

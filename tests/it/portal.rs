@@ -1,7 +1,9 @@
 //! The portal API on both stores, through a running daemon: every route with every kind of token
 //! against an account, its child, its parent and a stranger (404, never data, for what a token may
 //! not see); unbilled calls by local day on a DST day, newest first, with a cursor that stays put
-//! while new calls arrive; bad parameters named in 400s.
+//! while new calls arrive; bad parameters named in 400s; usage and its CSV and Parquet exports
+//! adding up; per-token rate limits, body limits, JSON errors everywhere, the OpenAPI document
+//! and per-route metrics.
 
 use crate::daemon_support::{Daemon, import_accounts_into, start_sample_daemon};
 use crate::store_support::{TestStore, test_stores};
@@ -71,7 +73,10 @@ fn every_route_shows_a_token_its_subtree_and_nothing_else() {
         let child = create_token(&store, &["--account", "acct-1001"]);
         let outsider = create_token(&store, &["--account", "stranger"]);
         let daemon = start_sample_daemon(&store, folder.path(), "");
-        post_cdrs(&daemon, &[cdr("m1", "2026-11-20T10:00:00Z")]);
+        // One call rated, one refused (no rate for its destination).
+        let mut unrated = cdr("m2", "2026-11-20T11:00:00Z");
+        unrated = unrated.replace("442079460000", "999999");
+        post_cdrs(&daemon, &[cdr("m1", "2026-11-20T10:00:00Z"), unrated]);
 
         let tokens = [
             (
@@ -90,13 +95,18 @@ fn every_route_shows_a_token_its_subtree_and_nothing_else() {
             "/usage",
             "/transactions",
             "/alerts",
+            "/rejects",
         ];
         for (who, token, visible) in tokens {
             for target in ["acct-1000", "acct-1001", "stranger", "nobody"] {
                 for route in routes {
                     let path = format!("/v1/accounts/{target}{route}");
                     let (status, body) = get(&daemon, &path, token);
-                    if visible.contains(&target) {
+                    let operators_only = route == "/rejects" && who != "operator";
+                    if visible.contains(&target) && operators_only {
+                        assert_eq!(status, 403, "{label}: {who} {path}: {body}");
+                        assert_eq!(body["code"], "forbidden", "{label}: {who} {path}");
+                    } else if visible.contains(&target) {
                         assert_eq!(status, 200, "{label}: {who} {path}: {body}");
                         assert_eq!(
                             body.get("id").or(body.get("account")),
@@ -107,13 +117,29 @@ fn every_route_shows_a_token_its_subtree_and_nothing_else() {
                         assert_eq!(status, 404, "{label}: {who} {path}: {body}");
                         assert_eq!(
                             body,
-                            serde_json::json!({"error": format!("no account {target:?}")}),
+                            serde_json::json!({
+                                "code": "not_found",
+                                "message": format!("no account {target:?}"),
+                            }),
                             "{label}: {who} {path}: the same answer whether it exists or not"
                         );
                     }
                 }
             }
         }
+        // The operator sees the refused CDR, with its reason and the record as sent.
+        let (_, rejects) = get(&daemon, "/v1/accounts/acct-1001/rejects", &operator);
+        let listed = rejects["rejects"].as_array().unwrap();
+        assert_eq!(listed.len(), 1, "{label}: {rejects}");
+        assert_eq!(listed[0]["reason"], "no_rate_for_destination", "{label}");
+        assert_eq!(listed[0]["line"], 3, "{label}: the header is line 1");
+        assert!(
+            listed[0]["raw_record"].as_str().unwrap().starts_with("m2,"),
+            "{label}: {rejects}"
+        );
+        let (_, none) = get(&daemon, "/v1/accounts/acct-1000/rejects", &operator);
+        assert_eq!(none["rejects"], serde_json::json!([]), "{label}");
+
         // Crediting needs an operator token: an account token that sees the account gets 403,
         // one that does not, 404.
         let credit = |token: &str, target: &str, key: &str, amount: &str| {
@@ -151,7 +177,7 @@ fn every_route_shows_a_token_its_subtree_and_nothing_else() {
             let (status, body) = credit(&operator, "acct-1001", key, amount);
             assert_eq!(status, 400, "{label}: {body}");
             assert!(
-                body["error"].as_str().unwrap().starts_with(parameter),
+                body["message"].as_str().unwrap().starts_with(parameter),
                 "{label}: {body}"
             );
         }
@@ -335,7 +361,8 @@ fn unbilled_calls_by_local_day_newest_first_with_a_stable_cursor() {
         for (query, parameter) in cases {
             let (status, body) = get(&daemon, &format!("{calls}?{query}"), &token);
             assert_eq!(status, 400, "{label}: {query}: {body}");
-            let message = body["error"].as_str().unwrap();
+            assert_eq!(body["code"], "bad_request", "{label}: {query}");
+            let message = body["message"].as_str().unwrap();
             assert!(
                 message.starts_with(&format!("{parameter}:")),
                 "{label}: {query}: {message}"
@@ -497,6 +524,23 @@ fn usage_by_local_day_month_destination_and_account_adds_up() {
             .parse()
             .unwrap();
         assert_eq!(exported, total, "{label}");
+        // The Parquet export of the same query: typed columns, values as stored, the same total.
+        let parquet_file = daemon.answer(
+            "GET",
+            "/v1/exports/usage.parquet?account=acct-1000&include_sub_accounts=true&from=2026-08-01&to=2026-11-02&tz=America/New_York",
+            &[("Authorization", &authorization)],
+            b"",
+        );
+        assert_eq!(parquet_file.status, 200, "{label}");
+        assert_eq!(
+            parquet_file.header("content-type").as_deref(),
+            Some("application/vnd.apache.parquet"),
+            "{label}"
+        );
+        let (rows, parquet_total, ids) = parquet_rows(parquet_file.body);
+        assert_eq!(rows, 7, "{label}");
+        assert_eq!(parquet_total, total, "{label}");
+        assert!(ids.contains(&"=SUM(1+1)".to_string()), "{label}: {ids:?}");
         for (query, expected) in [
             ("account=acct-1000&from=2026-01-01&to=2026-11-02", 400),
             (
@@ -514,6 +558,150 @@ fn usage_by_local_day_month_destination_and_account_adds_up() {
         assert_eq!(month_to_date["totals"], serde_json::json!([]), "{label}");
         let (status, body) = get(&daemon, &format!("{usage}?group_by=week"), &token);
         assert_eq!(status, 400, "{label}: {body}");
+        assert!(daemon.stop().success(), "{label}");
+    }
+}
+
+/// Rows, the sum of the `charged` column and the cdr_ids of a Parquet usage export.
+fn parquet_rows(file: Vec<u8>) -> (usize, rust_decimal::Decimal, Vec<String>) {
+    use arrow::array::{Array, Decimal128Array, StringArray};
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        axum::body::Bytes::from(file),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let (mut rows, mut total, mut ids) = (0, rust_decimal::Decimal::ZERO, Vec::new());
+    for batch in reader {
+        let batch = batch.unwrap();
+        rows += batch.num_rows();
+        let charged = batch
+            .column_by_name("charged")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Decimal128Array>()
+            .unwrap();
+        assert_eq!(charged.scale(), 8);
+        for index in 0..charged.len() {
+            total += rust_decimal::Decimal::from_i128_with_scale(charged.value(index), 8);
+        }
+        let cdr_ids = batch
+            .column_by_name("cdr_id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        ids.extend(cdr_ids.iter().map(|id| id.unwrap().to_string()));
+    }
+    (rows, total, ids)
+}
+
+#[test]
+fn limits_json_errors_the_contract_and_route_metrics() {
+    for store in test_stores() {
+        let label = store.label;
+        import_accounts_into(&store, &repo_path("fixtures/cdrs/sample-accounts.csv"));
+        let busy = create_token(&store, &["--operator"]);
+        let calm = create_token(&store, &["--account", "acct-1001"]);
+        let folder = tempfile::tempdir().unwrap();
+        let daemon = start_sample_daemon(
+            &store,
+            folder.path(),
+            "portal_requests_per_second = 1\nportal_request_burst = 3\n",
+        );
+        // A token gets its burst, then 429 with Retry-After; another token is unaffected.
+        for request in 0..3 {
+            let (status, body) = get(&daemon, "/v1/accounts/acct-1001", &busy);
+            assert_eq!(status, 200, "{label}: request {request}: {body}");
+        }
+        let authorization = format!("Bearer {busy}");
+        let limited = daemon.answer(
+            "GET",
+            "/v1/accounts/acct-1001",
+            &[("Authorization", &authorization)],
+            b"",
+        );
+        assert_eq!(limited.status, 429, "{label}");
+        assert_eq!(
+            limited.header("retry-after").as_deref(),
+            Some("1"),
+            "{label}"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&limited.body).unwrap();
+        assert_eq!(body["code"], "rate_limited", "{label}: {body}");
+        assert_eq!(
+            get(&daemon, "/v1/accounts/acct-1001", &calm).0,
+            200,
+            "{label}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(
+            get(&daemon, "/v1/accounts/acct-1001", &busy).0,
+            200,
+            "{label}"
+        );
+
+        // Every refusal is JSON with a code, axum's own included.
+        let calm_authorization = format!("Bearer {calm}");
+        let big_body = vec![b'x'; 64 << 10];
+        let cases: [(&str, &str, &[u8], u16, &str); 4] = [
+            ("GET", "/v1/nowhere", b"", 404, "not_found"),
+            (
+                "DELETE",
+                "/v1/accounts/acct-1001",
+                b"",
+                405,
+                "method_not_allowed",
+            ),
+            (
+                "POST",
+                "/v1/accounts/acct-1001/credits",
+                &big_body,
+                413,
+                "payload_too_large",
+            ),
+            ("POST", "/v1/calls/authorize", b"{", 400, "bad_request"),
+        ];
+        for (method, path, body, status, code) in cases {
+            let answer = daemon.answer(
+                method,
+                path,
+                &[
+                    ("Authorization", &calm_authorization),
+                    ("Content-Type", "application/json"),
+                ],
+                body,
+            );
+            assert_eq!(answer.status, status, "{label}: {method} {path}");
+            let json: serde_json::Value = serde_json::from_slice(&answer.body)
+                .unwrap_or_else(|_| panic!("{label}: {method} {path}: not JSON"));
+            assert_eq!(json["code"], code, "{label}: {method} {path}: {json}");
+            assert!(json["message"].is_string(), "{label}: {json}");
+        }
+
+        // The contract is served as written; the metrics count each route by its pattern.
+        let (status, document) = daemon.request("GET", "/openapi.json", &[], b"");
+        assert_eq!(status, 200, "{label}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&document).unwrap(),
+            serde_json::from_str::<serde_json::Value>(
+                &std::fs::read_to_string(repo_path("docs/openapi.json")).unwrap()
+            )
+            .unwrap(),
+            "{label}"
+        );
+        let (_, metrics) = daemon.request("GET", "/metrics", &[], b"");
+        for expected in [
+            r#"tollgate_http_requests_total{method="GET",route="/v1/accounts/{id}",status="200"} 5"#,
+            r#"tollgate_http_requests_total{method="GET",route="/v1/accounts/{id}",status="429"} 1"#,
+            r#"tollgate_http_requests_total{method="GET",route="unmatched",status="404"} 1"#,
+            r#"tollgate_http_request_seconds_count{method="GET",route="/v1/accounts/{id}",status="200"} 5"#,
+        ] {
+            assert!(
+                metrics.contains(expected),
+                "{label}: no {expected} in\n{metrics}"
+            );
+        }
         assert!(daemon.stop().success(), "{label}");
     }
 }
