@@ -25,6 +25,8 @@ fn fixture(n_prefixes: usize, n_cdrs: u64) -> Fixture {
         n_prefixes,
         n_accounts: 1000,
         seed: 42,
+        days: 1,
+        reseller_size: 10,
     };
     generate(&options, folder.path()).unwrap();
     Fixture {

@@ -145,6 +145,12 @@ enum Command {
         accounts: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Days the calls are spread over, ending 2026-11-20.
+        #[arg(long, default_value_t = 1)]
+        days: u32,
+        /// Accounts per reseller: every N-th account is a reseller over the N-1 after it.
+        #[arg(long, default_value_t = 10)]
+        reseller_size: usize,
         #[arg(long)]
         out: PathBuf,
     },
@@ -505,6 +511,8 @@ fn main() -> ExitCode {
             prefixes,
             accounts,
             seed,
+            days,
+            reseller_size,
             out,
         } => generate(
             &GenOptions {
@@ -512,6 +520,8 @@ fn main() -> ExitCode {
                 n_prefixes: prefixes,
                 n_accounts: accounts,
                 seed,
+                days,
+                reseller_size,
             },
             &out,
         )

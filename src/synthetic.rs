@@ -18,6 +18,10 @@ pub struct GenOptions {
     pub n_prefixes: usize,
     pub n_accounts: usize,
     pub seed: u64,
+    /// Days the calls are spread over, the last being 2026-11-20.
+    pub days: u32,
+    /// Accounts per reseller: every this-many-th account is a reseller over the ones after it.
+    pub reseller_size: usize,
 }
 
 /// Country calling codes with a destination name; the deck gives each a base rate and sub-prefixes.
@@ -186,12 +190,13 @@ fn write_accounts(options: &GenOptions, path: &Path) -> anyhow::Result<()> {
         File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
     );
     writeln!(out, "account,parent,currency,outbound_deck,inbound_deck")?;
-    // Every tenth account is a reseller; the accounts after it are its sub-accounts.
+    // Every `reseller_size`-th account is a reseller; the accounts after it are its sub-accounts.
+    let size = options.reseller_size.max(1);
     for index in 0..options.n_accounts.max(1) {
-        let parent = if index % 10 == 0 {
+        let parent = if index % size == 0 {
             String::new()
         } else {
-            account_id(index - index % 10)
+            account_id(index - index % size)
         };
         writeln!(out, "{},{parent},USD,deck,deck", account_id(index))?;
     }
@@ -219,8 +224,9 @@ fn write_cdrs(
     let mut line = String::with_capacity(256);
     for index in 0..options.n_cdrs {
         line.clear();
-        let start = DAY_START_SECONDS
-            + (index as i64 * 86_400) / options.n_cdrs.max(1) as i64
+        let days = i64::from(options.days.max(1));
+        let start = DAY_START_SECONDS - (days - 1) * 86_400
+            + (index as i64 * 86_400 * days) / options.n_cdrs.max(1) as i64
             + below(random, 60) as i64;
         let account = &accounts[below(random, accounts.len() as u64) as usize];
         let direction = if below(random, 10) == 0 {

@@ -4,8 +4,8 @@
 
 use super::query_params::{QueryParams, encode_cursor, encode_opaque};
 use super::{
-    ApiError, ApiResult, authorize_read, bearer_token, not_found, read_store, require_operator,
-    subtree, unavailable,
+    ApiError, ApiResult, authorize_read, bearer_token, covered_accounts, not_found, read_store,
+    require_operator, unavailable,
 };
 use crate::credit::accounts::Account;
 use crate::credit::trunks::{TrunkKind, trunks_of};
@@ -22,12 +22,10 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// An account a token may see: its profile and balance, the token's scope, and every account's
-/// parent.
+/// An account a token may see: its profile and balance, and the token's scope.
 pub struct VisibleAccount {
     pub stored: StoredAccount,
     pub scope: TokenScope,
-    pub parents: HashMap<String, Option<String>>,
 }
 
 /// Answers a route of account `id`: checks the bearer token, then runs `read` on the reader
@@ -41,19 +39,12 @@ pub async fn read_visible_account(
     let answered = match bearer_token(&shared, &headers) {
         Ok(token) => {
             read_store(&shared, move |store| {
-                let (scope, parents) = authorize_read(store, &token, &id)?;
+                let scope = authorize_read(store, &token, &id)?;
                 let stored = store
                     .account(&id)
                     .map_err(unavailable)?
                     .ok_or_else(|| not_found(&id))?;
-                read(
-                    store,
-                    VisibleAccount {
-                        stored,
-                        scope,
-                        parents,
-                    },
-                )
+                read(store, VisibleAccount { stored, scope })
             })
             .await
         }
@@ -131,16 +122,17 @@ pub async fn children(
     headers: HeaderMap,
 ) -> Response {
     read_visible_account(shared, headers, id, |store, visible| {
-        let (id, parents) = (visible.stored.account.id, visible.parents);
-        let mut child_ids: Vec<&String> = parents
-            .iter()
+        let id = visible.stored.account.id;
+        let child_ids: Vec<String> = store
+            .account_subtree(&id)
+            .map_err(unavailable)?
+            .into_iter()
             .filter(|(_, parent)| parent.as_deref() == Some(id.as_str()))
             .map(|(child, _)| child)
             .collect();
-        child_ids.sort();
         let mut shown = Vec::with_capacity(child_ids.len());
         for child in child_ids {
-            if let Some(stored) = store.account(child).map_err(unavailable)? {
+            if let Some(stored) = store.account(&child).map_err(unavailable)? {
                 shown.push(json!({
                     "id": stored.account.id,
                     "name": stored.account.name,
@@ -162,7 +154,7 @@ pub async fn unbilled_calls(
     headers: HeaderMap,
 ) -> Response {
     read_visible_account(shared, headers, id, |store, visible| {
-        let (stored, parents) = (visible.stored, visible.parents);
+        let stored = visible.stored;
         let id = stored.account.id.clone();
         let mut parameters = QueryParams::new(parameters);
         let (time_zone, from, to) = parameters
@@ -182,11 +174,7 @@ pub async fn unbilled_calls(
             .map_err(ApiError::bad_parameter)?;
         parameters.finish().map_err(ApiError::bad_parameter)?;
         let query = CallsQuery {
-            accounts: if include_sub_accounts {
-                subtree(&id, &parents)
-            } else {
-                vec![id.clone()]
-            },
+            accounts: covered_accounts(store, &id, include_sub_accounts)?,
             from_micros: from.unwrap_or(i64::MIN),
             to_micros: to.unwrap_or(i64::MAX),
             direction,

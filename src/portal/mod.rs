@@ -17,7 +17,6 @@ use crate::store::ledger_store::{LedgerStore, TokenScope, open_store};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -127,28 +126,40 @@ pub fn bearer_token(shared: &DaemonShared, headers: &HeaderMap) -> Result<String
         })
 }
 
-/// Checks the token and that it may see `account`; returns its scope and every account's parent
-/// (the tree the check used). An unknown or revoked token is 401; an account it may not see, or that does not
-/// exist, is 404.
+/// Checks the token and that it may see `account`; returns its scope. An unknown or revoked
+/// token is 401; an account it may not see, or that does not exist, is 404. Only the account's
+/// own ancestry is read, however many accounts there are.
 pub fn authorize_read(
     store: &mut dyn LedgerStore,
     token: &str,
     account: &str,
-) -> Result<(TokenScope, HashMap<String, Option<String>>), ApiError> {
+) -> Result<TokenScope, ApiError> {
     let scope = store
         .token_scope(&tokens::token_sha256(token))
         .map_err(unavailable)?
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))?;
-    let parents: HashMap<String, Option<String>> = store
-        .accounts()
-        .map_err(unavailable)?
-        .into_iter()
-        .map(|stored| (stored.id, stored.parent))
-        .collect();
-    if !tokens::may_see(&scope, account, &parents) {
+    let ancestry = store.account_ancestry(account).map_err(unavailable)?;
+    if !tokens::may_see(&scope, &ancestry) {
         return Err(not_found(account));
     }
-    Ok((scope, parents))
+    Ok(scope)
+}
+
+/// The accounts a query covers: `account` alone, or with every account below it.
+pub fn covered_accounts(
+    store: &mut dyn LedgerStore,
+    account: &str,
+    include_sub_accounts: bool,
+) -> Result<Vec<String>, ApiError> {
+    if !include_sub_accounts {
+        return Ok(vec![account.to_string()]);
+    }
+    Ok(store
+        .account_subtree(account)
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
 }
 
 /// Refuses an account token where only operators may act (the account is visible, so 403).
@@ -165,29 +176,4 @@ pub fn require_operator(scope: &TokenScope, what: &str) -> Result<(), ApiError> 
 
 pub fn not_found(account: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("no account {account:?}"))
-}
-
-/// `account` and every account below it, the account first.
-pub fn subtree(account: &str, parents: &HashMap<String, Option<String>>) -> Vec<String> {
-    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (id, parent) in parents {
-        if let Some(parent) = parent {
-            children
-                .entry(parent.as_str())
-                .or_default()
-                .push(id.as_str());
-        }
-    }
-    let mut found = vec![account.to_string()];
-    let mut next = 0;
-    while next < found.len() {
-        let mut below: Vec<&str> = children
-            .get(found[next].as_str())
-            .cloned()
-            .unwrap_or_default();
-        below.sort_unstable();
-        found.extend(below.into_iter().map(str::to_string));
-        next += 1;
-    }
-    found
 }

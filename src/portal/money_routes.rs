@@ -4,7 +4,7 @@
 
 use super::account_routes::read_visible_account;
 use super::query_params::QueryParams;
-use super::{ApiError, require_operator, subtree, unavailable};
+use super::{ApiError, covered_accounts, require_operator, unavailable};
 use crate::credit::alert_events::alert_listing;
 use crate::daemon::DaemonShared;
 use crate::limits::{PORTAL_PAGE_DEFAULT, PORTAL_PAGE_MAX};
@@ -63,11 +63,7 @@ pub async fn usage(
             return Err(ApiError::bad_parameter("from: must be before to".into()));
         }
         // A breakdown by account is of the sub-accounts, whether asked for or not.
-        let accounts = if include_sub_accounts || group_by == "account" {
-            subtree(&id, &visible.parents)
-        } else {
-            vec![id.clone()]
-        };
+        let accounts = covered_accounts(store, &id, include_sub_accounts || group_by == "account")?;
         let grouping = match group_by.as_str() {
             "destination" => UsageGrouping::Destination,
             "account" => UsageGrouping::Account,

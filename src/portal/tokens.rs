@@ -4,7 +4,6 @@
 
 use crate::store::ledger_store::TokenScope;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 
 /// Every token starts with this, so a leaked one is recognisable in logs and scanners.
 pub const TOKEN_PREFIX: &str = "tg_";
@@ -26,29 +25,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// True when `scope` may see `account`: the operator sees all, an account token its own account
-/// and those below it. `parents` maps every account to its parent.
-pub fn may_see(
-    scope: &TokenScope,
-    account: &str,
-    parents: &HashMap<String, Option<String>>,
-) -> bool {
-    let TokenScope::Account(own) = scope else {
-        return parents.contains_key(account);
-    };
-    let mut next = Some(account);
-    let mut steps = 0;
-    while let Some(id) = next {
-        if id == own {
-            return true;
-        }
-        next = parents.get(id).and_then(|parent| parent.as_deref());
-        steps += 1;
-        if steps > parents.len() {
-            return false;
-        }
+/// True when `scope` may see the account whose ancestry (the account, then its ancestors) is
+/// `ancestry`: the operator sees every account that exists, an account token its own account and
+/// those below it.
+pub fn may_see(scope: &TokenScope, ancestry: &[String]) -> bool {
+    match scope {
+        TokenScope::Operator => !ancestry.is_empty(),
+        TokenScope::Account(own) => ancestry.contains(own),
     }
-    false
 }
 
 #[cfg(test)]
@@ -57,15 +41,16 @@ mod tests {
 
     #[test]
     fn an_account_token_sees_its_subtree_only() {
-        let parents: HashMap<String, Option<String>> = [
-            ("root", None),
-            ("reseller", Some("root")),
-            ("shop", Some("reseller")),
-            ("stranger", None),
-        ]
-        .into_iter()
-        .map(|(id, parent)| (id.to_string(), parent.map(str::to_string)))
-        .collect();
+        let ancestry = |account: &str| -> Vec<String> {
+            let chain: &[&str] = match account {
+                "root" => &["root"],
+                "reseller" => &["reseller", "root"],
+                "shop" => &["shop", "reseller", "root"],
+                "stranger" => &["stranger"],
+                _ => &[],
+            };
+            chain.iter().map(|id| id.to_string()).collect()
+        };
         let reseller = TokenScope::Account("reseller".into());
         let cases = [
             (&reseller, "reseller", true),
@@ -78,7 +63,7 @@ mod tests {
         ];
         for (scope, account, visible) in cases {
             assert_eq!(
-                may_see(scope, account, &parents),
+                may_see(scope, &ancestry(account)),
                 visible,
                 "{scope:?} {account}"
             );

@@ -6,14 +6,16 @@
 //! query.
 
 use super::query_params::QueryParams;
-use super::{ApiError, authorize_read, bearer_token, not_found, read_store, subtree, unavailable};
+use super::{
+    ApiError, authorize_read, bearer_token, covered_accounts, not_found, read_store, unavailable,
+};
 use crate::daemon::DaemonShared;
 use crate::limits::{
     EXPORT_PAGE_CALLS, EXPORT_PAGES_QUEUED_MAX, EXPORT_PARQUET_ROW_GROUP_ROWS,
     EXPORT_RANGE_DAYS_MAX, EXPORTS_CONCURRENT_MAX,
 };
 use crate::money::{LEDGER_DECIMALS, ledger_decimal};
-use crate::store::ledger_store::{CallsQuery, LedgerStore, StoredCall, charged_units, open_store};
+use crate::store::ledger_store::{LedgerStore, StoredCall, charged_units, open_store};
 use arrow::array::{
     ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
@@ -110,6 +112,13 @@ fn encode(rows: impl Iterator<Item = [String; 17]>, header: bool) -> anyhow::Res
     ))
 }
 
+/// What an export covers: these accounts' calls that started in `[from, to)`.
+struct ExportQuery {
+    accounts: Vec<String>,
+    from_micros: i64,
+    to_micros: i64,
+}
+
 /// The file an export is written as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ExportFormat {
@@ -152,7 +161,7 @@ async fn start_export(
     // The token and parameters are checked on the shared reader connection; only an export
     // that may run opens a connection of its own, and only a few run at once.
     let (query, time_zone) = read_store(&shared, move |store| {
-        let (_, parents) = authorize_read(store, &token, &account)?;
+        authorize_read(store, &token, &account)?;
         let stored = store
             .account(&account)
             .map_err(unavailable)?
@@ -176,18 +185,10 @@ async fn start_export(
                 "from: the range must run forward and span at most {EXPORT_RANGE_DAYS_MAX} days"
             )));
         }
-        let query = CallsQuery {
-            accounts: if include_sub_accounts {
-                subtree(&account, &parents)
-            } else {
-                vec![account]
-            },
+        let query = ExportQuery {
+            accounts: covered_accounts(store, &account, include_sub_accounts)?,
             from_micros: from,
             to_micros: to,
-            direction: None,
-            before: None,
-            limit: EXPORT_PAGE_CALLS,
-            unbilled_only: false,
         };
         Ok((query, time_zone))
     })
@@ -377,12 +378,13 @@ impl PageEncoder for ParquetPages {
     }
 }
 
-/// Sends one encoded page at a time, then the file's end; a client that goes away stops it. A
-/// store error mid-way aborts the body, so the client sees a broken transfer, never a file that
-/// looks complete.
+/// Sends one encoded page at a time, account by account (in the order given: the account, then
+/// those below it level by level) and each account's calls oldest first, then the file's end. A
+/// client that goes away stops it. A store error mid-way aborts the body, so the client sees a
+/// broken transfer, never a file that looks complete.
 fn stream_pages(
     mut store: Box<dyn LedgerStore>,
-    mut query: CallsQuery,
+    query: ExportQuery,
     mut encoder: Box<dyn PageEncoder>,
     sender: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
@@ -390,22 +392,31 @@ fn stream_pages(
         tracing::warn!("usage export stopped: {error:#}");
         let _ = sender.blocking_send(Err(std::io::Error::other(format!("{error:#}"))));
     };
-    loop {
-        let page = match store.calls_newest_first(&query) {
-            Ok(page) => page,
-            Err(error) => return send_failure(error),
-        };
-        let done = page.len() < query.limit;
-        query.before = page.last().map(StoredCall::cursor);
-        let encoded = match encoder.page(&page) {
-            Ok(bytes) => bytes,
-            Err(error) => return send_failure(error),
-        };
-        if !encoded.is_empty() && sender.blocking_send(Ok(encoded)).is_err() {
-            return;
-        }
-        if done {
-            break;
+    for account in &query.accounts {
+        let mut after = None;
+        loop {
+            let page = match store.calls_oldest_first(
+                account,
+                query.from_micros,
+                query.to_micros,
+                after.as_ref(),
+                EXPORT_PAGE_CALLS,
+            ) {
+                Ok(page) => page,
+                Err(error) => return send_failure(error),
+            };
+            let done = page.len() < EXPORT_PAGE_CALLS;
+            after = page.last().map(StoredCall::cursor);
+            let encoded = match encoder.page(&page) {
+                Ok(bytes) => bytes,
+                Err(error) => return send_failure(error),
+            };
+            if !encoded.is_empty() && sender.blocking_send(Ok(encoded)).is_err() {
+                return;
+            }
+            if done {
+                break;
+            }
         }
     }
     match encoder.finish() {

@@ -48,6 +48,23 @@ pub struct AccountReject {
     pub reject: StoredReject,
 }
 
+/// An account and its ancestors, nearest first (`$n` placeholders serve both stores). The depth
+/// cap ends the walk should a cycle ever be stored.
+pub const ACCOUNT_ANCESTRY_SQL: &str = "WITH RECURSIVE chain (id, parent, depth) AS (
+        SELECT id, parent, 0 FROM accounts WHERE id = $1
+        UNION ALL
+        SELECT a.id, a.parent, chain.depth + 1 FROM accounts a JOIN chain ON a.id = chain.parent
+        WHERE chain.depth < 64)
+     SELECT id FROM chain ORDER BY depth";
+
+/// An account and every account below it, with their parents, level by level.
+pub const ACCOUNT_SUBTREE_SQL: &str = "WITH RECURSIVE tree (id, parent, depth) AS (
+        SELECT id, parent, 0 FROM accounts WHERE id = $1
+        UNION ALL
+        SELECT a.id, a.parent, tree.depth + 1 FROM accounts a JOIN tree ON a.parent = tree.id
+        WHERE tree.depth < 64)
+     SELECT id, parent FROM tree ORDER BY depth, id";
+
 /// An account's rejects before a `(batch_id, line)` cursor, newest first; the same text in both
 /// stores (`$n` is a positional parameter in SQLite too).
 pub const REJECTS_OF_ACCOUNT_SQL: &str =
@@ -322,6 +339,26 @@ pub const STORED_CALL_COLUMNS: &str = "source, cdr_id, account, direction, calle
     start_time_micros, answer_time_micros, end_time_micros, billsec, disposition, deck, \
     CAST(rate AS TEXT), billable_seconds, cost_units, currency, revision, billing_class, destination";
 
+/// [`LedgerStore::calls_oldest_first`] in both stores: `$1` account, `$2`/`$3` the range, `$4` to
+/// `$6` the cursor (its start time also bounds the index range), `$7` the limit.
+pub fn calls_oldest_first_sql() -> String {
+    format!(
+        "SELECT {STORED_CALL_COLUMNS} FROM rated_calls
+         WHERE account = $1 AND start_time_micros >= $2 AND start_time_micros < $3
+           AND start_time_micros >= $4 AND (start_time_micros, source, cdr_id) > ($4, $5, $6)
+         ORDER BY start_time_micros, source, cdr_id LIMIT $7"
+    )
+}
+
+/// The cursor before an account's first call.
+pub fn oldest_first_start(after: Option<&CallCursor>) -> CallCursor {
+    after.cloned().unwrap_or(CallCursor {
+        start_time_micros: i64::MIN,
+        source: String::new(),
+        cdr_id: String::new(),
+    })
+}
+
 /// Where a page of calls ends: the next page starts after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallCursor {
@@ -480,6 +517,13 @@ pub trait LedgerStore: Send {
 
     /// The rejects of one origin, in line order.
     fn rejects_of(&mut self, origin_key: &str) -> anyhow::Result<Vec<StoredReject>>;
+
+    /// `account` and its ancestors, nearest first; empty when there is no such account.
+    fn account_ancestry(&mut self, account: &str) -> anyhow::Result<Vec<String>>;
+
+    /// `account` and every account below it as (id, parent), level by level; empty when there
+    /// is no such account.
+    fn account_subtree(&mut self, account: &str) -> anyhow::Result<Vec<(String, Option<String>)>>;
 
     /// An account's rejects, newest first (by batch, then line, descending), before the cursor
     /// `(batch_id, line)`, at most `limit`.
@@ -664,6 +708,18 @@ pub trait LedgerStore: Send {
     /// Rated calls of some accounts that started in `[from, to)`, newest first (start time, then
     /// source and cdr_id, descending), after the query's cursor.
     fn calls_newest_first(&mut self, query: &CallsQuery) -> anyhow::Result<Vec<StoredCall>>;
+
+    /// One account's rated calls that started in `[from, to)`, oldest first (start time, then
+    /// source and cdr_id), after `after`, at most `limit`: each page is one index range, however
+    /// far into the account's calls it is.
+    fn calls_oldest_first(
+        &mut self,
+        account: &str,
+        from_micros: i64,
+        to_micros: i64,
+        after: Option<&CallCursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<StoredCall>>;
 
     /// Closes an account's open billing period at `at_micros`: calls that started before it are
     /// billed (no longer listed as unbilled). Closing at the same time again changes nothing;

@@ -11,17 +11,18 @@
 //! between bounded channels, like the rest of the pipeline.
 
 use super::ledger_store::{
-    ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT,
-    ALERT_COLUMNS, ALERT_KIND_LIMIT_EXCEEDED, ALERT_KIND_RECHARGE, AccountReject, AccountRow,
-    AlertDelivery, AlertToDeliver, AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL,
-    CallCursor, CallRecord, CallRefusal, CallRevision, CallsQuery, CreditOutcome, DeckRecord,
-    EntryWithKey, HELD_CALL_COLUMNS, HOLD_MISMATCHES_SQL, HeldCall, HoldsReleased, IngestProgress,
-    LedgerStore, LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, REJECTS_OF_ACCOUNT_SQL,
-    RechargeRun, RevisionsApplied, SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS,
+    ACCOUNT_ANCESTRY_SQL, ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_SUBTREE_SQL,
+    ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT, ALERT_COLUMNS, ALERT_KIND_LIMIT_EXCEEDED,
+    ALERT_KIND_RECHARGE, AccountReject, AccountRow, AlertDelivery, AlertToDeliver,
+    AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor, CallRecord,
+    CallRefusal, CallRevision, CallsQuery, CreditOutcome, DeckRecord, EntryWithKey,
+    HELD_CALL_COLUMNS, HOLD_MISMATCHES_SQL, HeldCall, HoldsReleased, IngestProgress, LedgerStore,
+    LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, REJECTS_OF_ACCOUNT_SQL, RechargeRun,
+    RevisionsApplied, SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS,
     StoredAccount, StoredAlert, StoredCall, StoredEntry, StoredReject, StoredRevision, SweepState,
-    TokenScope, UNBILLED_SQL, UsageQuery, UsageRow, call_record_from_columns, check_period_close,
-    columns_of, credit_already_made, earlier_answer, kept_alive, newest_first_cursor, now_micros,
-    parents_first, recharge_key,
+    TokenScope, UNBILLED_SQL, UsageQuery, UsageRow, call_record_from_columns,
+    calls_oldest_first_sql, check_period_close, columns_of, credit_already_made, earlier_answer,
+    kept_alive, newest_first_cursor, now_micros, oldest_first_start, parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use crate::credit::accounts::{Account, account_in_cycle};
@@ -623,6 +624,24 @@ impl LedgerStore for PostgresStore {
                 reason: row.get(2),
                 raw_record: row.get(3),
             })
+            .collect())
+    }
+
+    fn account_ancestry(&mut self, account: &str) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .client
+            .query(ACCOUNT_ANCESTRY_SQL, &[&account])?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
+
+    fn account_subtree(&mut self, account: &str) -> anyhow::Result<Vec<(String, Option<String>)>> {
+        Ok(self
+            .client
+            .query(ACCOUNT_SUBTREE_SQL, &[&account])?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
             .collect())
     }
 
@@ -1454,6 +1473,7 @@ impl LedgerStore for PostgresStore {
                  WHERE account = ANY($1)
                    AND start_time_micros >= $2 AND start_time_micros < $3
                    AND ($4::text IS NULL OR direction = $4)
+                   AND start_time_micros <= $5
                    AND (start_time_micros, source, cdr_id) < ($5, $6, $7)
                    AND (NOT $9 OR {UNBILLED_SQL})
                  ORDER BY start_time_micros DESC, source DESC, cdr_id DESC LIMIT $8"
@@ -1468,6 +1488,30 @@ impl LedgerStore for PostgresStore {
                 &before.cdr_id,
                 &(query.limit as i64),
                 &query.unbilled_only,
+            ],
+        )?;
+        Ok(rows.iter().map(stored_call).collect())
+    }
+
+    fn calls_oldest_first(
+        &mut self,
+        account: &str,
+        from_micros: i64,
+        to_micros: i64,
+        after: Option<&CallCursor>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<StoredCall>> {
+        let after = oldest_first_start(after);
+        let rows = self.client.query(
+            &calls_oldest_first_sql(),
+            &[
+                &account,
+                &from_micros,
+                &to_micros,
+                &after.start_time_micros,
+                &after.source,
+                &after.cdr_id,
+                &(limit as i64),
             ],
         )?;
         Ok(rows.iter().map(stored_call).collect())
