@@ -77,6 +77,12 @@ pub const SPOOL_PAUSE_AFTER_STORE_FAILURE_MILLISECONDS: u64 = 2_000;
 /// a few million calls in memory while batches insert into it.
 pub const SQLITE_CACHE_KIBIBYTES: i64 = 256 * 1024;
 
+/// Bytes of the embedded store each connection reads through a memory map instead of read calls:
+/// a call read through the account index is a descent of the calls' key b-tree, and mapped pages
+/// skip the copy and the page-cache bookkeeping of each step. Address space only; the kernel
+/// shares the mapped pages with its file cache.
+pub const SQLITE_MMAP_BYTES: i64 = 64 << 30;
+
 /// WAL pages (4 KiB) written before the embedded store checkpoints: 64 MiB, so checkpoints copy
 /// pages back less often than SQLite's default of 1000 pages.
 pub const SQLITE_WAL_CHECKPOINT_PAGES: i64 = 16_384;

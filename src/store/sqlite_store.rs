@@ -32,7 +32,7 @@ use crate::credit::thresholds::thresholds_crossed;
 use crate::credit::trunk_sweep::{BillingClass, HELD_FOR_SWEEP, TrunkSweep};
 use crate::credit::trunks::trunk_kind_text;
 use crate::limits::DENIAL_KEPT_SECONDS;
-use crate::limits::{SQLITE_CACHE_KIBIBYTES, SQLITE_WAL_CHECKPOINT_PAGES};
+use crate::limits::{SQLITE_CACHE_KIBIBYTES, SQLITE_MMAP_BYTES, SQLITE_WAL_CHECKPOINT_PAGES};
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::collections::{BTreeMap, HashMap};
@@ -69,6 +69,7 @@ impl SqliteStore {
         connection.pragma_update(None, "cache_size", -SQLITE_CACHE_KIBIBYTES)?;
         connection.pragma_update(None, "wal_autocheckpoint", SQLITE_WAL_CHECKPOINT_PAGES)?;
         connection.pragma_update(None, "temp_store", "MEMORY")?;
+        connection.pragma_update(None, "mmap_size", SQLITE_MMAP_BYTES)?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         let mut store = SqliteStore {
             connection,
