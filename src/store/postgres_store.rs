@@ -1467,10 +1467,16 @@ impl LedgerStore for PostgresStore {
 
     fn calls_newest_first(&mut self, query: &CallsQuery) -> anyhow::Result<Vec<StoredCall>> {
         let before = newest_first_cursor(query);
+        // One account is an equality, so the index gives the order and the page stops at its
+        // limit; `= ANY` of a list is read whole and sorted.
+        let accounts_sql = match query.accounts.len() {
+            1 => "account = ($1::text[])[1]",
+            _ => "account = ANY($1)",
+        };
         let rows = self.client.query(
             &format!(
                 "SELECT {STORED_CALL_COLUMNS} FROM rated_calls
-                 WHERE account = ANY($1)
+                 WHERE {accounts_sql}
                    AND start_time_micros >= $2 AND start_time_micros < $3
                    AND ($4::text IS NULL OR direction = $4)
                    AND start_time_micros <= $5
@@ -1544,18 +1550,24 @@ impl LedgerStore for PostgresStore {
 
     fn usage_totals(&mut self, query: &UsageQuery) -> anyhow::Result<Vec<UsageRow>> {
         let key = query.key_sql();
-        let rows = self.client.query(
+        let mut transaction = self.client.transaction()?;
+        // A reseller's month is hundreds of thousands of calls into a few thousand groups: a
+        // hash groups them in a third of the time of the sort the planner sometimes prefers for
+        // a parameterised array, and that sort spills to disk at the default work_mem.
+        transaction.batch_execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")?;
+        let rows = transaction.query(
             &format!(
                 "SELECT {key} AS usage_key, currency, count(*), sum(billable_seconds)::BIGINT,
                         sum({CHARGED_UNITS_SQL})::BIGINT
                  FROM rated_calls
                  WHERE account = ANY($1)
                    AND start_time_micros >= $2 AND start_time_micros < $3
-                 GROUP BY usage_key, currency ORDER BY usage_key, currency"
+                 GROUP BY usage_key, currency"
             ),
             &[&query.accounts, &query.from_micros, &query.to_micros],
         )?;
-        Ok(rows
+        transaction.commit()?;
+        let mut totals: Vec<UsageRow> = rows
             .iter()
             .map(|row| UsageRow {
                 key: row.get(0),
@@ -1564,7 +1576,9 @@ impl LedgerStore for PostgresStore {
                 billable_seconds: row.get(3),
                 cost_units: row.get(4),
             })
-            .collect())
+            .collect();
+        totals.sort_by(|a, b| (&a.key, &a.currency).cmp(&(&b.key, &b.currency)));
+        Ok(totals)
     }
 
     fn ledger_entries_of(
