@@ -199,3 +199,7 @@ pub const PORTAL_REQUEST_BUDGETS_MAX: usize = 100_000;
 /// Rows per row group of a Parquet usage export: the writer holds one row group while it fills,
 /// so this bounds an export's memory; large enough that readers scan efficiently.
 pub const EXPORT_PARQUET_ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Page cache of an export's own embedded-store connection, in KiB: an export reads each call
+/// once, so a cache the size of the poster's would only hold memory for the export's lifetime.
+pub const EXPORT_CACHE_KIBIBYTES: i64 = 8 * 1024;

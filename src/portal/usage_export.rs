@@ -11,8 +11,8 @@ use super::{
 };
 use crate::daemon::DaemonShared;
 use crate::limits::{
-    EXPORT_PAGE_CALLS, EXPORT_PAGES_QUEUED_MAX, EXPORT_PARQUET_ROW_GROUP_ROWS,
-    EXPORT_RANGE_DAYS_MAX, EXPORTS_CONCURRENT_MAX,
+    EXPORT_CACHE_KIBIBYTES, EXPORT_PAGE_CALLS, EXPORT_PAGES_QUEUED_MAX,
+    EXPORT_PARQUET_ROW_GROUP_ROWS, EXPORT_RANGE_DAYS_MAX, EXPORTS_CONCURRENT_MAX,
 };
 use crate::money::{LEDGER_DECIMALS, ledger_decimal};
 use crate::store::ledger_store::{LedgerStore, StoredCall, charged_units, open_store};
@@ -202,10 +202,14 @@ async fn start_export(
             )
         })?;
     let location = shared.location.clone();
-    let store = tokio::task::spawn_blocking(move || open_store(&location))
-        .await
-        .map_err(|_| unavailable(anyhow::anyhow!("the export could not start")))?
-        .map_err(unavailable)?;
+    let store = tokio::task::spawn_blocking(move || {
+        let mut store = open_store(&location)?;
+        store.limit_page_cache(EXPORT_CACHE_KIBIBYTES)?;
+        anyhow::Ok(store)
+    })
+    .await
+    .map_err(|_| unavailable(anyhow::anyhow!("the export could not start")))?
+    .map_err(unavailable)?;
     let (sender, receiver) = tokio::sync::mpsc::channel(EXPORT_PAGES_QUEUED_MAX);
     tokio::task::spawn_blocking(move || {
         let encoder: Box<dyn PageEncoder> = match format {

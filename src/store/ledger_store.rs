@@ -495,6 +495,13 @@ pub trait LedgerStore: Send {
     /// Answers when the store can take work (for `/readyz`).
     fn ping(&mut self) -> anyhow::Result<()>;
 
+    /// Shrinks this connection's own page cache to `kibibytes`, for a connection that streams
+    /// through many calls once (an export) and would otherwise fill a cache sized for posting.
+    /// A no-op where the server owns the cache (PostgreSQL).
+    fn limit_page_cache(&mut self, _kibibytes: i64) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Inserts or updates accounts (balances untouched). The caller has checked the merged tree.
     fn upsert_accounts(&mut self, accounts: &[Account]) -> anyhow::Result<()>;
 

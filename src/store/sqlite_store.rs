@@ -281,6 +281,12 @@ impl LedgerStore for SqliteStore {
         Ok(())
     }
 
+    fn limit_page_cache(&mut self, kibibytes: i64) -> anyhow::Result<()> {
+        self.connection
+            .pragma_update(None, "cache_size", -kibibytes)?;
+        Ok(())
+    }
+
     fn upsert_accounts(&mut self, accounts: &[Account]) -> anyhow::Result<()> {
         let transaction = self
             .connection
