@@ -59,10 +59,20 @@ pub async fn observe_requests(
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_string();
-    let method = request.method().as_str().to_string();
+    // A client may send any method name; only the standard ones become label values.
+    let method: &'static str = match request.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
     let response = json_refusal(next.run(request).await).await;
     let status = response.status().as_u16().to_string();
-    let labels = [method.as_str(), route.as_str(), status.as_str()];
+    let labels = [method, route.as_str(), status.as_str()];
     shared
         .metrics
         .http_requests

@@ -11,6 +11,7 @@ pub mod request_budget;
 pub mod tokens;
 pub mod usage_export;
 
+use crate::cdr::is_plausible_identifier;
 use crate::daemon::DaemonShared;
 use crate::daemon::http_layers::error_response;
 use crate::store::ledger_store::{LedgerStore, TokenScope, open_store};
@@ -94,6 +95,7 @@ pub fn unavailable(error: anyhow::Error) -> ApiError {
 
 /// The bearer token of a request (checked against the store by [`authorize_read`]), after
 /// spending one request of its budget: a token over its rate is answered 429 with `Retry-After`.
+/// The budget is the token's, however its header is spaced.
 pub fn bearer_token(shared: &DaemonShared, headers: &HeaderMap) -> Result<String, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
@@ -104,17 +106,7 @@ pub fn bearer_token(shared: &DaemonShared, headers: &HeaderMap) -> Result<String
                 "an Authorization: Bearer token is required",
             )
         })?;
-    shared
-        .portal_request_budgets
-        .spend(Sha256::digest(value.as_bytes()).into(), Instant::now())
-        .map_err(|wait| ApiError {
-            retry_after_seconds: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "this token has used its request rate; try again after Retry-After seconds",
-            )
-        })?;
-    value
+    let token = value
         .strip_prefix("Bearer ")
         .map(|token| token.trim().to_string())
         .filter(|token| !token.is_empty())
@@ -123,7 +115,18 @@ pub fn bearer_token(shared: &DaemonShared, headers: &HeaderMap) -> Result<String
                 StatusCode::UNAUTHORIZED,
                 "the Authorization header must be: Bearer TOKEN",
             )
-        })
+        })?;
+    shared
+        .portal_request_budgets
+        .spend(Sha256::digest(token.as_bytes()).into(), Instant::now())
+        .map_err(|wait| ApiError {
+            retry_after_seconds: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "this token has used its request rate; try again after Retry-After seconds",
+            )
+        })?;
+    Ok(token)
 }
 
 /// Checks the token and that it may see `account`; returns its scope. An unknown or revoked
@@ -138,6 +141,11 @@ pub fn authorize_read(
         .token_scope(&tokens::token_sha256(token))
         .map_err(unavailable)?
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))?;
+    // No stored account has control characters (PostgreSQL text cannot even hold a NUL): such an
+    // id is answered here, not sent to the store to fail there.
+    if !is_plausible_identifier(account) {
+        return Err(not_found(account));
+    }
     let ancestry = store.account_ancestry(account).map_err(unavailable)?;
     if !tokens::may_see(&scope, &ancestry) {
         return Err(not_found(account));

@@ -34,6 +34,11 @@ impl RequestBudgets {
         let mut budgets = self.budgets.lock().expect("request budgets lock");
         if budgets.len() >= PORTAL_REQUEST_BUDGETS_MAX && !budgets.contains_key(&key) {
             budgets.retain(|_, budget| self.refilled(*budget, now) < self.burst);
+            // Still nearly full (a flood of distinct headers): start afresh rather than scan
+            // the table again for every new key. Tokens lose their spent budget, nothing more.
+            if budgets.len() >= PORTAL_REQUEST_BUDGETS_MAX / 10 * 9 {
+                budgets.clear();
+            }
         }
         let budget = budgets.entry(key).or_insert(Budget {
             requests: self.burst,

@@ -48,13 +48,13 @@ pub struct AccountReject {
     pub reject: StoredReject,
 }
 
-/// An account and its ancestors, nearest first (`$n` placeholders serve both stores). The depth
-/// cap ends the walk should a cycle ever be stored.
+/// An account and its ancestors, nearest first (`$n` placeholders serve both stores). Import
+/// refuses cycles; the depth cap (far beyond any real hierarchy) only guards the walk.
 pub const ACCOUNT_ANCESTRY_SQL: &str = "WITH RECURSIVE chain (id, parent, depth) AS (
         SELECT id, parent, 0 FROM accounts WHERE id = $1
         UNION ALL
         SELECT a.id, a.parent, chain.depth + 1 FROM accounts a JOIN chain ON a.id = chain.parent
-        WHERE chain.depth < 64)
+        WHERE chain.depth < 10000)
      SELECT id FROM chain ORDER BY depth";
 
 /// An account and every account below it, with their parents, level by level.
@@ -62,7 +62,7 @@ pub const ACCOUNT_SUBTREE_SQL: &str = "WITH RECURSIVE tree (id, parent, depth) A
         SELECT id, parent, 0 FROM accounts WHERE id = $1
         UNION ALL
         SELECT a.id, a.parent, tree.depth + 1 FROM accounts a JOIN tree ON a.parent = tree.id
-        WHERE tree.depth < 64)
+        WHERE tree.depth < 10000)
      SELECT id, parent FROM tree ORDER BY depth, id";
 
 /// An account's rejects before a `(batch_id, line)` cursor, newest first; the same text in both
