@@ -1161,7 +1161,10 @@ impl LedgerStore for SqliteStore {
     fn calls_newest_first(&mut self, query: &CallsQuery) -> anyhow::Result<Vec<StoredCall>> {
         let before = newest_first_cursor(query);
         // One account is an equality, so the index gives the order and the page stops at its
-        // limit; a list is read whole and sorted.
+        // limit; a list (a reseller's subtree) is read and sorted. Either way the page's keys
+        // come from the account-and-time index alone (its entries carry the calls' key), and
+        // only the page's calls are read from the table: a reseller's page sorts index entries,
+        // not whole calls.
         let (accounts_sql, accounts) = match query.accounts.as_slice() {
             [one] => ("account = ?1", one.clone()),
             _ => (
@@ -1169,16 +1172,24 @@ impl LedgerStore for SqliteStore {
                 serde_json::to_string(&query.accounts)?,
             ),
         };
-        let mut statement = self.connection.prepare_cached(&format!(
-            "SELECT {STORED_CALL_COLUMNS} FROM rated_calls
-             WHERE {accounts_sql}
-               AND start_time_micros >= ?2 AND start_time_micros < ?3
-               AND (?4 IS NULL OR direction = ?4)
-               AND start_time_micros <= ?5 AND (start_time_micros, source, cdr_id) < (?5, ?6, ?7)
-               AND (?9 = 0 OR {UNBILLED_SQL})
-             ORDER BY start_time_micros DESC, source DESC, cdr_id DESC LIMIT ?8"
-        ))?;
-        let calls = statement
+        // `direction` is not in the index: the condition is left out when no direction is
+        // asked for, so that the planner can keep to the index.
+        let direction_sql = match query.direction {
+            Some(_) => "direction = ?4",
+            None => "?4 IS NULL",
+        };
+        let keys: Vec<(String, String)> = self
+            .connection
+            .prepare_cached(&format!(
+                "SELECT source, cdr_id FROM rated_calls
+                 WHERE {accounts_sql}
+                   AND start_time_micros >= ?2 AND start_time_micros < ?3
+                   AND {direction_sql}
+                   AND start_time_micros <= ?5
+                   AND (start_time_micros, source, cdr_id) < (?5, ?6, ?7)
+                   AND (?9 = 0 OR {UNBILLED_SQL})
+                 ORDER BY start_time_micros DESC, source DESC, cdr_id DESC LIMIT ?8"
+            ))?
             .query_map(
                 params![
                     accounts,
@@ -1191,8 +1202,15 @@ impl LedgerStore for SqliteStore {
                     query.limit as i64,
                     query.unbilled_only
                 ],
-                stored_call,
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut call_by_key = self.connection.prepare_cached(&format!(
+            "SELECT {STORED_CALL_COLUMNS} FROM rated_calls WHERE source = ?1 AND cdr_id = ?2"
+        ))?;
+        let calls = keys
+            .iter()
+            .map(|(source, cdr_id)| call_by_key.query_row(params![source, cdr_id], stored_call))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(calls)
     }
