@@ -2,7 +2,7 @@
 //! and balance, the accounts below it, its rated calls newest first with times in the caller's
 //! zone, and (for operators) its refused CDRs.
 
-use super::query_params::{QueryParams, encode_cursor, encode_opaque};
+use super::query_params::{QueryParams, encode_cursor, encode_opaque, next_cursor};
 use super::{
     ApiError, ApiResult, authorize_read, bearer_token, covered_accounts, not_found, read_store,
     require_operator, unavailable,
@@ -188,9 +188,7 @@ pub async fn unbilled_calls(
             ));
         }
         let calls = store.calls_newest_first(&query).map_err(unavailable)?;
-        let next_cursor = (calls.len() == limit)
-            .then(|| calls.last().map(|call| encode_cursor(&call.cursor())))
-            .flatten();
+        let next_cursor = next_cursor(&calls, limit, |call| encode_cursor(&call.cursor()));
         Ok(Json(json!({
             "account": id,
             "time_zone": time_zone.name(),
@@ -251,10 +249,9 @@ pub async fn rejects(
         let rejects = store
             .rejects_of_account(&id, before, limit)
             .map_err(unavailable)?;
-        let next_cursor = (rejects.len() == limit)
-            .then(|| rejects.last())
-            .flatten()
-            .map(|last| encode_opaque(&(last.batch_id, last.reject.line as i64)));
+        let next_cursor = next_cursor(&rejects, limit, |last| {
+            encode_opaque(&(last.batch_id, last.reject.line as i64))
+        });
         let shown: Vec<Value> = rejects
             .iter()
             .map(|listed| {

@@ -3,7 +3,7 @@
 //! account's alerts; and operator credits made once per `Idempotency-Key`.
 
 use super::account_routes::read_visible_account;
-use super::query_params::QueryParams;
+use super::query_params::{QueryParams, next_cursor};
 use super::{ApiError, covered_accounts, require_operator, unavailable};
 use crate::credit::alert_events::alert_listing;
 use crate::daemon::DaemonShared;
@@ -178,9 +178,7 @@ pub async fn transactions(
                 limit,
             )
             .map_err(unavailable)?;
-        let next_cursor = (entries.len() == limit)
-            .then(|| entries.last().map(|entry| entry.id.to_string()))
-            .flatten();
+        let next_cursor = next_cursor(&entries, limit, |entry| entry.id.to_string());
         let shown: Vec<serde_json::Value> = entries
             .iter()
             .map(|entry| {

@@ -144,6 +144,16 @@ pub fn encode_cursor(cursor: &CallCursor) -> String {
     encode_opaque(&(cursor.start_time_micros, &cursor.source, &cursor.cdr_id))
 }
 
+/// The cursor of the page after `page`: its last item's, when the page is full (a page shorter
+/// than `limit` is the last).
+pub fn next_cursor<T>(
+    page: &[T],
+    limit: usize,
+    cursor_of: impl Fn(&T) -> String,
+) -> Option<String> {
+    page.last().filter(|_| page.len() == limit).map(cursor_of)
+}
+
 /// Any cursor as handed to clients: hex of its JSON.
 pub fn encode_opaque(value: &impl serde::Serialize) -> String {
     let json = serde_json::to_string(value).expect("a cursor serialises");

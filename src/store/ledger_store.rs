@@ -734,7 +734,8 @@ pub trait LedgerStore: Send {
     /// period's new start.
     fn close_billing_period(&mut self, account: &str, at_micros: i64) -> anyhow::Result<i64>;
 
-    /// Usage totals of some accounts' calls that started in `[from, to)`, per group and currency.
+    /// Usage totals of some accounts' calls that started in `[from, to)`, per group and currency,
+    /// in no particular order.
     fn usage_totals(&mut self, query: &UsageQuery) -> anyhow::Result<Vec<UsageRow>>;
 
     /// An account's ledger entries made in `[from, to)`, oldest first, of one kind or all, after

@@ -1567,7 +1567,7 @@ impl LedgerStore for PostgresStore {
             &[&query.accounts, &query.from_micros, &query.to_micros],
         )?;
         transaction.commit()?;
-        let mut totals: Vec<UsageRow> = rows
+        let totals: Vec<UsageRow> = rows
             .iter()
             .map(|row| UsageRow {
                 key: row.get(0),
@@ -1577,7 +1577,6 @@ impl LedgerStore for PostgresStore {
                 cost_units: row.get(4),
             })
             .collect();
-        totals.sort_by(|a, b| (&a.key, &a.currency).cmp(&(&b.key, &b.currency)));
         Ok(totals)
     }
 

@@ -253,7 +253,7 @@ impl SqliteStore {
             sum.1 += row.get::<_, i64>(2)?;
             sum.2 += row.get::<_, i64>(3)?;
         }
-        let mut totals: Vec<UsageRow> = sums
+        let totals: Vec<UsageRow> = sums
             .into_iter()
             .map(
                 |((quarter_hour, currency_index), (calls, seconds, units))| UsageRow {
@@ -265,7 +265,6 @@ impl SqliteStore {
                 },
             )
             .collect();
-        totals.sort_by(|a, b| (&a.key, &a.currency).cmp(&(&b.key, &b.currency)));
         Ok(totals)
     }
 }
