@@ -179,10 +179,16 @@ pub enum RejectReason {
     NoDeckForAccount,
     CurrencyMismatch,
     NoRateForDestination,
+    /// A CGRateS plan has no rating profile (nor a `*any` one) for the CDR's subject active at
+    /// the call's start.
+    NoRatingProfile,
+    /// The CGRateS rate that would price the call is not one for calls: its units are not whole
+    /// seconds (a data or SMS rate), or its increment is 0.
+    RateNotForCalls,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 21] = [
+    pub const ALL: [RejectReason; 23] = [
         RejectReason::InvalidUtf8,
         RejectReason::WrongColumnCount,
         RejectReason::MissingCdrId,
@@ -204,6 +210,8 @@ impl RejectReason {
         RejectReason::NoDeckForAccount,
         RejectReason::CurrencyMismatch,
         RejectReason::NoRateForDestination,
+        RejectReason::NoRatingProfile,
+        RejectReason::RateNotForCalls,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -229,6 +237,8 @@ impl RejectReason {
             RejectReason::CurrencyMismatch => "currency_mismatch",
             RejectReason::NoRateForDestination => "no_rate_for_destination",
             RejectReason::InvalidCaller => "invalid_caller",
+            RejectReason::NoRatingProfile => "no_rating_profile",
+            RejectReason::RateNotForCalls => "rate_not_for_calls",
         }
     }
 }

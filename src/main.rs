@@ -9,14 +9,16 @@ static GLOBAL_ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tollgate::batch::pipeline::{InputFormat, RateJob, run_rate_job};
+use tollgate::batch::pipeline::{
+    CgratesOptions, InputFormat, RateJob, RoundingScopeChoice, run_rate_job,
+};
 use tollgate::credit::account_import::import_accounts;
 use tollgate::credit::alert_events::alert_listing;
 use tollgate::credit::recharge::run_due_recharges;
 use tollgate::credit::rerate::{RerateScope, rerate_report, run_rerate};
 use tollgate::daemon::config::ServeConfig;
 use tollgate::daemon::run_daemon;
-use tollgate::ingest::deck_files::load_native_decks;
+use tollgate::ingest::deck_files::{DeckFormat, load_native_decks};
 use tollgate::ingest::timestamp::parse_time_bound_micros;
 use tollgate::store::ledger_store::{LedgerStore, StoreLocation, open_store};
 use tollgate::store::rated_output::OutputFormat;
@@ -36,6 +38,11 @@ enum Command {
         /// A rate deck CSV (a TOML manifest with the same name beside it is read too). Repeatable.
         #[arg(long = "deck", required = true)]
         decks: Vec<PathBuf>,
+        /// Format of the decks: native CSV, or a CGRateS tariff plan folder.
+        #[arg(long, value_enum, default_value_t = DeckFormat::Native)]
+        deck_format: DeckFormat,
+        #[command(flatten)]
+        cgrates: CgratesArgs,
         /// Accounts CSV (account,parent,currency,outbound_deck,inbound_deck): each CDR's account
         /// picks its deck by direction. Needed when more than one deck is given.
         #[arg(long)]
@@ -154,6 +161,43 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// How CDRs are read against a CGRateS tariff plan (`--deck-format cgrates`).
+#[derive(clap::Args)]
+struct CgratesArgs {
+    /// The CGRateS tenant of every CDR.
+    #[arg(long, default_value = "cgrates.org")]
+    cgrates_tenant: String,
+    /// The CGRateS category of every CDR.
+    #[arg(long, default_value = "call")]
+    cgrates_category: String,
+    /// CGRateS's system rounding decimals: each increment's cost is rounded to these first.
+    #[arg(long, default_value_t = 5)]
+    cgrates_rounding_decimals: u32,
+    /// `increment` (CGRateS's own rounding, the default for CGRateS plans) or `call` (exact:
+    /// rounded once, per call).
+    #[arg(long, value_enum)]
+    rounding_scope: Option<RoundingScopeChoice>,
+    /// Currency of a CGRateS plan's prices (its files do not say).
+    #[arg(long, default_value = "USD")]
+    cgrates_currency: String,
+    /// Time zone (IANA) of a CGRateS plan's timings and midnight.
+    #[arg(long, default_value = "UTC")]
+    cgrates_timezone: chrono_tz::Tz,
+}
+
+impl CgratesArgs {
+    fn options(self) -> CgratesOptions {
+        CgratesOptions {
+            tenant: self.cgrates_tenant,
+            category: self.cgrates_category,
+            rounding_decimals: self.cgrates_rounding_decimals,
+            rounding_scope: self.rounding_scope,
+            currency: self.cgrates_currency,
+            time_zone: self.cgrates_timezone,
+        }
+    }
 }
 
 /// Where the store is: a config file, overridden by `--database-url` / `--data-dir`.
@@ -347,6 +391,8 @@ fn main() -> ExitCode {
         }),
         Command::Rate {
             decks,
+            deck_format,
+            cgrates,
             accounts,
             out,
             output_format,
@@ -358,6 +404,8 @@ fn main() -> ExitCode {
         } => {
             let job = RateJob {
                 deck_paths: decks,
+                deck_format,
+                cgrates: cgrates.options(),
                 accounts_path: accounts,
                 out_dir: out,
                 output_format,

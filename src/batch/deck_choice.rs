@@ -3,8 +3,10 @@
 
 use crate::cdr::{Direction, RejectReason};
 use crate::credit::accounts::AccountBook;
+use crate::rate::cgrates_pricing::CgratesTariff;
 use crate::rate::deck::Deck;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Index of a deck in the run's deck list.
 pub type DeckIndex = u16;
@@ -14,6 +16,9 @@ pub enum DeckChoice {
     Single(DeckIndex),
     /// Per account, the deck (or why there is none) for outbound and inbound calls.
     ByAccount(HashMap<String, [Result<DeckIndex, RejectReason>; 2]>),
+    /// A CGRateS tariff plan prices every CDR, its account read as the CGRateS subject; deck 0
+    /// stands for the plan in rated output and totals (see `CgratesTariff::display_deck`).
+    Cgrates(Arc<CgratesTariff>),
 }
 
 impl DeckChoice {
@@ -76,6 +81,7 @@ impl DeckChoice {
     pub fn deck_for(&self, account: &str, direction: Direction) -> Result<DeckIndex, RejectReason> {
         match self {
             DeckChoice::Single(index) => Ok(*index),
+            DeckChoice::Cgrates(_) => Ok(0),
             DeckChoice::ByAccount(choices) => {
                 let choice = choices.get(account).ok_or(RejectReason::UnknownAccount)?;
                 match direction {

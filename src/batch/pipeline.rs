@@ -13,10 +13,11 @@ use super::trunk_pass::{BillingClasses, classify_by_trunk_sweep};
 use crate::credit::accounts::{AccountBook, parse_accounts_csv};
 use crate::credit::trunks::TrunkEligibility;
 use crate::ingest::canonical_csv::{CanonicalColumns, read_canonical_header};
-use crate::ingest::deck_files::load_native_decks;
+use crate::ingest::deck_files::{DeckFormat, load_cgrates_plan, load_native_decks};
 use crate::ingest::parquet_cdrs::ParquetCdrReader;
 use crate::ingest::record_blocks::RecordBlockReader;
 use crate::limits::{BLOCKS_PER_GROUP, BLOCKS_QUEUED_MAX, RATED_BATCHES_QUEUED_MAX};
+use crate::rate::cgrates_pricing::{CgratesRounding, CgratesTariff};
 use crate::store::rated_output::{
     MoneyScales, OutputFormat, RatedWriter, rated_record_batch, rated_schema,
 };
@@ -45,6 +46,9 @@ pub enum InputFormat {
 #[derive(Clone, Debug)]
 pub struct RateJob {
     pub deck_paths: Vec<PathBuf>,
+    pub deck_format: DeckFormat,
+    /// How CDRs are read against a CGRateS plan (`--deck-format cgrates` only).
+    pub cgrates: CgratesOptions,
     pub accounts_path: Option<PathBuf>,
     pub out_dir: PathBuf,
     pub output_format: OutputFormat,
@@ -53,6 +57,28 @@ pub struct RateJob {
     pub source: String,
     pub files: Vec<PathBuf>,
     pub show_progress: bool,
+}
+
+/// The `--cgrates-*` settings and `--rounding-scope`.
+#[derive(Clone, Debug)]
+pub struct CgratesOptions {
+    pub tenant: String,
+    pub category: String,
+    /// CGRateS's system rounding decimals, used for every increment in compatible rounding.
+    pub rounding_decimals: u32,
+    /// `None`: CGRateS-compatible (per increment); `Some(Call)`: exact, rounded once per call.
+    pub rounding_scope: Option<RoundingScopeChoice>,
+    pub currency: String,
+    pub time_zone: Tz,
+}
+
+/// `--rounding-scope`: where a CGRateS plan's costs are rounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoundingScopeChoice {
+    /// Only the call's total (exact).
+    Call,
+    /// Every increment first, as CGRateS bills (the default for CGRateS plans).
+    Increment,
 }
 
 /// An input file, checked before anything is written.
@@ -253,6 +279,14 @@ fn load_rating_context(job: &RateJob) -> anyhow::Result<(RatingContext, Option<A
     if job.deck_paths.is_empty() {
         bail!("no deck: give at least one --deck");
     }
+    if job.deck_format == DeckFormat::Cgrates {
+        return load_cgrates_context(job);
+    }
+    if job.cgrates.rounding_scope.is_some() {
+        bail!(
+            "--rounding-scope is for CGRateS plans; a native deck sets its rounding in its manifest"
+        );
+    }
     let decks = load_native_decks(&job.deck_paths).map_err(|problems| anyhow!(problems))?;
     let (deck_choice, book) = match &job.accounts_path {
         None if decks.len() == 1 => (DeckChoice::Single(0), None),
@@ -283,6 +317,56 @@ fn load_rating_context(job: &RateJob) -> anyhow::Result<(RatingContext, Option<A
         default_source: job.source.clone(),
     };
     Ok((context, book))
+}
+
+/// The context for rating against one CGRateS tariff plan folder.
+fn load_cgrates_context(job: &RateJob) -> anyhow::Result<(RatingContext, Option<AccountBook>)> {
+    let [plan_folder] = &job.deck_paths[..] else {
+        bail!(
+            "{} tariff plans were given: rate against one CGRateS tariff plan folder at a time",
+            job.deck_paths.len()
+        );
+    };
+    if job.accounts_path.is_some() {
+        bail!(
+            "--accounts cannot be combined with --deck-format cgrates: the plan's rating profiles \
+             say which subject pays what"
+        );
+    }
+    let options = &job.cgrates;
+    if options.rounding_decimals > crate::rate::cgrates_plan::PLAN_PRICE_DECIMALS_MAX {
+        bail!(
+            "--cgrates-rounding-decimals {} is more than {}",
+            options.rounding_decimals,
+            crate::rate::cgrates_plan::PLAN_PRICE_DECIMALS_MAX
+        );
+    }
+    let plan = load_cgrates_plan(plan_folder).map_err(|problems| anyhow!(problems))?;
+    // What loaded but deserves a look (a data rate, a text prefix) goes to stderr, once per run.
+    for note in &plan.notes {
+        eprintln!("tollgate: note: {} {note}", plan_folder.display());
+    }
+    let rounding = match options.rounding_scope {
+        Some(RoundingScopeChoice::Call) => CgratesRounding::Exact,
+        None | Some(RoundingScopeChoice::Increment) => CgratesRounding::Compatible {
+            increment_decimals: options.rounding_decimals,
+        },
+    };
+    let tariff = CgratesTariff {
+        plan,
+        tenant: options.tenant.clone(),
+        category: options.category.clone(),
+        rounding,
+        time_zone: options.time_zone,
+    };
+    let display_deck = tariff.display_deck(&options.currency);
+    let context = RatingContext {
+        decks: Arc::new(vec![display_deck]),
+        deck_choice: DeckChoice::Cgrates(Arc::new(tariff)),
+        input_time_zone: job.input_time_zone,
+        default_source: job.source.clone(),
+    };
+    Ok((context, None))
 }
 
 /// Opens an input and checks its header, so that an unusable file stops the run before any output.

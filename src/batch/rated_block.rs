@@ -6,6 +6,7 @@ use super::deck_choice::{DeckChoice, DeckIndex};
 use crate::cdr::RejectReason;
 use crate::ingest::canonical_csv::{CanonicalColumns, decode_canonical_fields};
 use crate::limits::REJECT_RAW_BYTES_MAX;
+use crate::rate::cgrates_pricing::{CgratesCharge, CgratesTariff};
 use crate::rate::deck::{Deck, RateId};
 use crate::rate::pricing::{Charge, charge_for, rate_cdr};
 use arrow::array::{ArrayRef, Int64Array, StringBuilder, TimestampMicrosecondArray};
@@ -255,6 +256,10 @@ impl<'c> RatedBlockBuilder<'c> {
                 return;
             }
         };
+        if let DeckChoice::Cgrates(tariff) = &context.deck_choice {
+            self.push_cgrates_rating(tariff, &cdr, line, raw, row);
+            return;
+        }
         let deck = &context.decks[usize::from(deck_index)];
         match raw_offset {
             Some(raw_offset) if cdr.callee.len() <= crate::cdr::NUMBER_DIGITS_MAX => {
@@ -289,6 +294,40 @@ impl<'c> RatedBlockBuilder<'c> {
                     self.reject(line, raw, reason, Some(row));
                 }
             }
+        }
+    }
+
+    /// Prices a CDR against a CGRateS plan (deck 0 stands for the plan).
+    fn push_cgrates_rating(
+        &mut self,
+        tariff: &CgratesTariff,
+        cdr: &crate::cdr::Cdr<'_>,
+        line: u64,
+        raw: &[u8],
+        row: usize,
+    ) {
+        let rated = tariff.price(cdr);
+        let shown = match &rated {
+            Ok(CgratesCharge {
+                matched: Some(matched),
+                ..
+            }) => ShownRate {
+                prefix_digits: cdr.callee[..matched.prefix_length].parse().unwrap_or(0),
+                rate_per_minute_mantissa: i64::try_from(matched.price_per_minute_mantissa)
+                    .unwrap_or(i64::MAX),
+                destination: tariff.destination_position(matched.destination),
+                prefix_length: matched.prefix_length as u8,
+            },
+            _ => ShownRate::default(),
+        };
+        let rated = rated.map(|charge| Charge {
+            rate_id: charge.matched.map(|_| 0),
+            billable_seconds: charge.billable_seconds,
+            cost_mantissa: charge.cost_mantissa,
+        });
+        self.push_rating(0, rated, shown);
+        if let Err(reason) = rated {
+            self.reject(line, raw, reason, Some(row));
         }
     }
 

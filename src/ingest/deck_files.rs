@@ -1,8 +1,18 @@
 //! Reading deck files from disk and handing their text to the pure parsers in `rate/`.
 
+use crate::rate::cgrates_plan::{CgratesPlan, PlanFile, TariffPlanText, parse_cgrates_plan};
 use crate::rate::deck::Deck;
 use crate::rate::native_deck::{NativeDeckText, parse_native_deck};
 use std::path::Path;
+
+/// The format of the files given with `--deck`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeckFormat {
+    /// tollgate's CSV (with an optional TOML manifest beside it).
+    Native,
+    /// A CGRateS tariff plan folder; the CDR's account is the CGRateS subject.
+    Cgrates,
+}
 
 /// Loads a native deck: `NAME.csv`, with `NAME.toml` beside it when present. The error lists every
 /// problem (or says why the files cannot be read); nothing of a refused deck is used.
@@ -63,4 +73,53 @@ pub fn load_native_decks(paths: &[std::path::PathBuf]) -> Result<Vec<Deck>, Stri
     } else {
         Err(problems.join("\n"))
     }
+}
+
+/// Loads a CGRateS tariff plan folder (`Destinations.csv`, `Timings.csv`, `Rates.csv`,
+/// `DestinationRates.csv`, `RatingPlans.csv`, `RatingProfiles.csv`). The error lists every
+/// problem; nothing of a refused plan is used.
+pub fn load_cgrates_plan(folder: &Path) -> Result<CgratesPlan, String> {
+    if !folder.is_dir() {
+        return Err(format!(
+            "{} is not a folder: a CGRateS tariff plan is a folder of CSV files",
+            folder.display()
+        ));
+    }
+    const FILE_NAMES: [&str; 6] = [
+        "Destinations.csv",
+        "Timings.csv",
+        "Rates.csv",
+        "DestinationRates.csv",
+        "RatingPlans.csv",
+        "RatingProfiles.csv",
+    ];
+    let mut contents: Vec<Option<Vec<u8>>> = Vec::new();
+    for file_name in FILE_NAMES {
+        let path = folder.join(file_name);
+        match std::fs::read(&path) {
+            Ok(bytes) => contents.push(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => contents.push(None),
+            Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+        }
+    }
+    let file = |index: usize| {
+        contents[index].as_deref().map(|bytes| PlanFile {
+            name: FILE_NAMES[index],
+            bytes,
+        })
+    };
+    let plan_name = folder
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| folder.display().to_string());
+    parse_cgrates_plan(&TariffPlanText {
+        plan_name: &plan_name,
+        destinations: file(0),
+        timings: file(1),
+        rates: file(2),
+        destination_rates: file(3),
+        rating_plans: file(4),
+        rating_profiles: file(5),
+    })
+    .map_err(|error| format!("{} ({})", error, folder.display()))
 }

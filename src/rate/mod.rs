@@ -1,6 +1,8 @@
 //! Rating: decks, prefix lookup and pricing. Pure: no I/O, no clock, no store.
 
 pub mod bands;
+pub mod cgrates_plan;
+pub mod cgrates_pricing;
 pub mod deck;
 pub mod deck_problems;
 pub mod native_deck;

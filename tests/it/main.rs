@@ -5,6 +5,8 @@ mod alert_delivery;
 
 /// Real-time authorization: trunks, reservations, concurrency, expiry, restarts.
 mod call_authorization;
+/// CGRateS tariff plans priced end to end, both rounding modes, a broken plan refused.
+mod cgrates_plans;
 /// kill -9 at random points, and two daemons on one PostgreSQL: every CDR charged once.
 mod crash_recovery;
 /// `tollgate serve` end to end: spool, HTTP intake, bad input, metrics, stop.
