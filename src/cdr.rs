@@ -179,10 +179,19 @@ pub enum RejectReason {
     NoDeckForAccount,
     CurrencyMismatch,
     NoRateForDestination,
+    /// A switch document that is not a JSON object (a KAZOO line or array element).
+    InvalidJson,
+    /// A record that repeats a call another record of the same feed bills: a KAZOO leg the
+    /// switch placed (the call is billed on the leg that entered it), a CGRateS charging run
+    /// other than `*default`.
+    SecondaryRecord,
+    /// A record of something other than a voice call (a CGRateS `*sms` or `*data` record): it
+    /// has no duration to price per minute.
+    NotAVoiceCall,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 21] = [
+    pub const ALL: [RejectReason; 24] = [
         RejectReason::InvalidUtf8,
         RejectReason::WrongColumnCount,
         RejectReason::MissingCdrId,
@@ -204,6 +213,9 @@ impl RejectReason {
         RejectReason::NoDeckForAccount,
         RejectReason::CurrencyMismatch,
         RejectReason::NoRateForDestination,
+        RejectReason::InvalidJson,
+        RejectReason::SecondaryRecord,
+        RejectReason::NotAVoiceCall,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -229,6 +241,9 @@ impl RejectReason {
             RejectReason::CurrencyMismatch => "currency_mismatch",
             RejectReason::NoRateForDestination => "no_rate_for_destination",
             RejectReason::InvalidCaller => "invalid_caller",
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::SecondaryRecord => "secondary_record",
+            RejectReason::NotAVoiceCall => "not_a_voice_call",
         }
     }
 }
