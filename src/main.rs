@@ -53,6 +53,10 @@ enum Command {
         /// (freeswitch, asterisk-custom, cgrates), comma-separated; template text is accepted.
         #[arg(long)]
         input_columns: Option<String>,
+        /// A dialplan context (Asterisk dcontext, FreeSWITCH context) whose calls are the
+        /// account's inbound calls; others are outbound. Repeatable.
+        #[arg(long = "inbound-context")]
+        inbound_contexts: Vec<String>,
         /// Time zone (IANA) of input times written without an offset.
         #[arg(long, default_value = "UTC")]
         input_timezone: chrono_tz::Tz,
@@ -357,6 +361,7 @@ fn main() -> ExitCode {
             output_format,
             input_format,
             input_columns,
+            inbound_contexts,
             input_timezone,
             source,
             quiet,
@@ -369,6 +374,7 @@ fn main() -> ExitCode {
                 output_format,
                 input_format,
                 input_columns,
+                inbound_contexts,
                 input_time_zone: input_timezone,
                 source,
                 files,

@@ -10,7 +10,7 @@ use super::rated_block::{
     rate_kazoo_documents, rate_switch_csv_block,
 };
 use super::summary::Summary;
-use super::switch_input::{SwitchInput, open_switch_input, read_kazoo_input};
+use super::switch_input::{SwitchInput, SwitchOptions, open_switch_input, read_kazoo_input};
 use super::trunk_pass::{BillingClasses, classify_by_trunk_sweep};
 use crate::credit::accounts::{AccountBook, parse_accounts_csv};
 use crate::credit::trunks::TrunkEligibility;
@@ -19,7 +19,7 @@ use crate::ingest::deck_files::load_native_decks;
 use crate::ingest::parquet_cdrs::ParquetCdrReader;
 use crate::ingest::record_blocks::RecordBlockReader;
 use crate::ingest::switch_cdrs::json_documents::JsonDocumentBatch;
-use crate::ingest::switch_cdrs::{ColumnNames, SwitchFormat, parse_column_names};
+use crate::ingest::switch_cdrs::{SwitchFormat, parse_column_names};
 use crate::limits::{BLOCKS_PER_GROUP, BLOCKS_QUEUED_MAX, RATED_BATCHES_QUEUED_MAX};
 use crate::store::rated_output::{
     MoneyScales, OutputFormat, RatedWriter, rated_record_batch, rated_schema,
@@ -78,6 +78,8 @@ pub struct RateJob {
     pub input_format: InputFormat,
     /// The columns of a header-less switch CSV whose template is not the stock one.
     pub input_columns: Option<String>,
+    /// Dialplan contexts whose calls are inbound (Asterisk, FreeSWITCH).
+    pub inbound_contexts: Vec<String>,
     pub input_time_zone: Tz,
     pub source: String,
     pub files: Vec<PathBuf>,
@@ -130,14 +132,17 @@ pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let (context, book) = load_rating_context(job)?;
     let context = Arc::new(context);
-    let named_columns = match &job.input_columns {
-        Some(text) => Some(parse_column_names(text).map_err(|problem| anyhow!(problem))?),
-        None => None,
+    let switch_options = SwitchOptions {
+        named_columns: match &job.input_columns {
+            Some(text) => Some(parse_column_names(text).map_err(|problem| anyhow!(problem))?),
+            None => None,
+        },
+        inbound_contexts: job.inbound_contexts.clone(),
     };
     let inputs = Arc::new(
         job.files
             .iter()
-            .map(|path| open_input(path, job.input_format, named_columns.as_ref()))
+            .map(|path| open_input(path, job.input_format, &switch_options))
             .collect::<anyhow::Result<Vec<_>>>()?,
     );
     let classes = match &book {
@@ -324,7 +329,7 @@ fn load_rating_context(job: &RateJob) -> anyhow::Result<(RatingContext, Option<A
 fn open_input(
     path: &Path,
     input_format: InputFormat,
-    named_columns: Option<&ColumnNames>,
+    switch_options: &SwitchOptions,
 ) -> anyhow::Result<InputFile> {
     let metadata =
         std::fs::metadata(path).with_context(|| format!("cannot read input {}", path.display()))?;
@@ -336,12 +341,12 @@ fn open_input(
         return Ok(InputFile {
             path: path.to_path_buf(),
             name,
-            kind: InputKind::Switch(open_switch_input(path, format, named_columns)?),
+            kind: InputKind::Switch(open_switch_input(path, format, switch_options)?),
             size_bytes: metadata.len(),
         });
     }
-    if named_columns.is_some() {
-        bail!("--input-columns names the columns of a switch format, not of canonical CSV");
+    if !switch_options.is_empty() {
+        bail!("--input-columns and --inbound-context are for switch formats, not canonical CDRs");
     }
     let is_parquet = path
         .extension()

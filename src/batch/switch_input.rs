@@ -31,20 +31,42 @@ impl SwitchInput {
     }
 }
 
+/// How the user said to read switch files: `--input-columns` and `--inbound-context`.
+#[derive(Debug, Default)]
+pub(super) struct SwitchOptions {
+    pub named_columns: Option<ColumnNames>,
+    pub inbound_contexts: Vec<String>,
+}
+
+impl SwitchOptions {
+    pub(super) fn is_empty(&self) -> bool {
+        self.named_columns.is_none() && self.inbound_contexts.is_empty()
+    }
+}
+
 pub(super) fn open_switch_input(
     path: &Path,
     format: SwitchFormat,
-    named_columns: Option<&ColumnNames>,
+    options: &SwitchOptions,
 ) -> anyhow::Result<SwitchInput> {
     let name = path.display();
+    let named_columns = options.named_columns.as_ref();
     if format == SwitchFormat::Kazoo {
-        if named_columns.is_some() {
-            anyhow::bail!("--input-columns names CSV columns; KAZOO CDRs are JSON");
+        if !options.is_empty() {
+            anyhow::bail!(
+                "--input-columns and --inbound-context are for CSV switch formats; KAZOO CDRs are JSON"
+            );
         }
         return Ok(SwitchInput::Kazoo);
     }
-    let mut decoder =
-        SwitchCsvDecoder::new(format, named_columns).map_err(|problem| anyhow!(problem))?;
+    let with_contexts = |decoder: SwitchCsvDecoder| {
+        decoder
+            .with_inbound_contexts(&options.inbound_contexts)
+            .map_err(|problem| anyhow!(problem))
+    };
+    let mut decoder = with_contexts(
+        SwitchCsvDecoder::new(format, named_columns).map_err(|problem| anyhow!(problem))?,
+    )?;
     let (mut header_bytes, mut header_lines) = (0, 0);
     if format == SwitchFormat::Cgrates {
         let mut head = Vec::new();
@@ -63,8 +85,10 @@ pub(super) fn open_switch_input(
                 header_bytes = reader.position().byte() as usize;
                 header_lines = reader.position().line() - 1;
                 if named_columns.is_none() {
-                    decoder = SwitchCsvDecoder::new(format, Some(&ColumnNames::of(&fields)))
-                        .map_err(|problem| anyhow!("{name}: its header row: {problem}"))?;
+                    decoder = with_contexts(
+                        SwitchCsvDecoder::new(format, Some(&ColumnNames::of(&fields)))
+                            .map_err(|problem| anyhow!("{name}: its header row: {problem}"))?,
+                    )?;
                 }
             }
         }

@@ -199,6 +199,20 @@ fn asterisk_cdr_custom_stock_mapping() {
         &[(file, 5, "invalid_disposition"), (file, 6, "empty_callee")],
     );
     assert_eq!(rated_rows(&run, "1763640600.10-8")[0].2, "0.0210");
+    assert!(run.rated_csv.contains("1763640000.4-2,acct-c1,outbound"));
+    // Calls in a context named inbound are the account's inbound calls (same deck rows here).
+    let inbound = rate(
+        "asterisk-custom",
+        &["asterisk-custom-master.csv"],
+        &["--inbound-context", "default"],
+    );
+    check(
+        &inbound,
+        (6, 4, 2, 0),
+        "0.0323",
+        &[(file, 5, "invalid_disposition"), (file, 6, "empty_callee")],
+    );
+    assert!(inbound.rated_csv.contains("1763640000.4-2,acct-c1,inbound"));
 }
 
 #[test]
@@ -313,5 +327,23 @@ fn input_columns_that_cannot_be_rated_stop_the_run() {
         message.contains("start_stamp, billsec or billmsec"),
         "{message}"
     );
+    assert!(!out_dir.exists());
+
+    let cdrs = repo_path("fixtures/switch-cdrs/cgrates-export.csv");
+    let refused = tollgate(&[
+        "rate",
+        "--deck",
+        deck.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--input-format",
+        "cgrates",
+        "--inbound-context",
+        "from-pstn",
+        cdrs.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("no dialplan context"), "{message}");
     assert!(!out_dir.exists());
 }

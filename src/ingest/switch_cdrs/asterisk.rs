@@ -6,7 +6,7 @@ use crate::cdr::RejectReason;
 use std::borrow::Cow;
 
 /// The Asterisk CDR fields a mapping reads, by name.
-pub const FIELDS: [&str; 12] = [
+pub const FIELDS: [&str; 13] = [
     "accountcode",
     "src",
     "dst",
@@ -19,6 +19,7 @@ pub const FIELDS: [&str; 12] = [
     "disposition",
     "uniqueid",
     "sequence",
+    "dcontext",
 ];
 const ACCOUNTCODE: usize = 0;
 const SRC: usize = 1;
@@ -32,6 +33,7 @@ const BILLSEC: usize = 8;
 const DISPOSITION: usize = 9;
 const UNIQUEID: usize = 10;
 const SEQUENCE: usize = 11;
+const DCONTEXT: usize = 12;
 
 /// What named columns must include: a record without them cannot be rated.
 pub const REQUIRED: [&[&str]; 5] = [
@@ -117,8 +119,13 @@ pub const CDR_CUSTOM_STOCK: [&str; 19] = [
 /// Maps an Asterisk record. The dedupe key is `uniqueid-sequence`; without both, a hash of the
 /// fields that name one CDR of one channel (see [`hashed_cdr_id`]). The account is the
 /// accountcode, else the calling channel's device (`SIP/alice-0000002a` → `SIP/alice`). Asterisk
-/// records no direction: every record is outbound, billed to the calling side.
-pub fn map<'a>(layout: &Layout, fields: &[&'a str]) -> Result<CanonicalFields<'a>, RejectReason> {
+/// records no direction: `direction_of` gives it from the record's `dcontext` (outbound unless
+/// `--inbound-context` names that context).
+pub fn map<'a>(
+    layout: &Layout,
+    fields: &[&'a str],
+    direction_of: impl Fn(&str) -> &'static str,
+) -> Result<CanonicalFields<'a>, RejectReason> {
     let text = |field: usize| layout.text(fields, field);
     let uniqueid = text(UNIQUEID);
     let sequence = text(SEQUENCE);
@@ -141,7 +148,7 @@ pub fn map<'a>(layout: &Layout, fields: &[&'a str]) -> Result<CanonicalFields<'a
     Ok([
         cdr_id,
         account,
-        Cow::Borrowed("outbound"),
+        Cow::Borrowed(direction_of(text(DCONTEXT))),
         Cow::Borrowed(text(SRC)),
         Cow::Borrowed(text(DST)),
         switch_time(text(START)),
@@ -195,9 +202,13 @@ mod tests {
         record.iter().map(str::to_string).collect()
     }
 
-    /// `expected` is the canonical fields joined by `|`, or the reject reason.
+    /// `expected` is the canonical fields joined by `|`, or the reject reason. Calls in the
+    /// context `from-pstn` are inbound.
     fn check(format: SwitchFormat, line: &str, expected: Result<&str, RejectReason>) {
-        let decoder = SwitchCsvDecoder::new(format, None).unwrap();
+        let decoder = SwitchCsvDecoder::new(format, None)
+            .unwrap()
+            .with_inbound_contexts(&["from-pstn".to_string()])
+            .unwrap();
         let fields = fields(line);
         let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
         let mapped = decoder.map(&fields).map(|mapped| mapped.join("|"));
@@ -241,6 +252,14 @@ mod tests {
                     "1763636400.1"
                 )
             )),
+        );
+        // A call that came in from the carrier's context is inbound.
+        check(
+            Asterisk,
+            r#""acct-7","4930901820","15551230000","from-pstn","","SIP/carrier-00000003","SIP/100-00000004","Dial","SIP/100","2026-11-20 11:00:00","2026-11-20 11:00:02","2026-11-20 11:00:20",20,18,"ANSWERED","DOCUMENTATION","1763636400.3","","","1763636400.3",6"#,
+            Ok(
+                "1763636400.3-6|acct-7|inbound|4930901820|15551230000|2026-11-20 11:00:00|2026-11-20 11:00:02|2026-11-20 11:00:20|18|ANSWERED",
+            ),
         );
         check(
             Asterisk,

@@ -6,7 +6,7 @@ use crate::cdr::RejectReason;
 use std::borrow::Cow;
 
 /// The FreeSWITCH channel variables a mapping reads, by name.
-pub const FIELDS: [&str; 10] = [
+pub const FIELDS: [&str; 11] = [
     "uuid",
     "accountcode",
     "caller_id_number",
@@ -17,6 +17,7 @@ pub const FIELDS: [&str; 10] = [
     "billsec",
     "billmsec",
     "hangup_cause",
+    "context",
 ];
 const UUID: usize = 0;
 const ACCOUNTCODE: usize = 1;
@@ -28,6 +29,7 @@ const END_STAMP: usize = 6;
 const BILLSEC: usize = 7;
 const BILLMSEC: usize = 8;
 const HANGUP_CAUSE: usize = 9;
+const CONTEXT: usize = 10;
 
 /// What named columns must include: a record without them cannot be rated.
 pub const REQUIRED: [&[&str]; 5] = [
@@ -58,11 +60,16 @@ pub const EXAMPLE_TEMPLATE: [&str; 15] = [
 ];
 
 /// Maps a FreeSWITCH record. The dedupe key is the uuid, the account the accountcode (FreeSWITCH's
-/// directory sets it per user; a record without one is refused, `missing_account`). Every record
-/// is outbound: mod_cdr_csv writes the A leg, billed to the caller's account. Billable seconds
-/// are `billsec`; `billmsec` rounded up to whole seconds only when the template has no `billsec`
-/// (see `docs/cdr-formats.md` for why).
-pub fn map<'a>(layout: &Layout, fields: &[&'a str]) -> Result<CanonicalFields<'a>, RejectReason> {
+/// directory sets it per user; a record without one is refused, `missing_account`). mod_cdr_csv
+/// writes the A leg, billed to its account: outbound, unless `direction_of` says the record's
+/// dialplan `context` is inbound (`--inbound-context public`). Billable seconds are `billsec`;
+/// `billmsec` rounded up to whole seconds only when the template has no `billsec` (see
+/// `docs/cdr-formats.md` for why).
+pub fn map<'a>(
+    layout: &Layout,
+    fields: &[&'a str],
+    direction_of: impl Fn(&str) -> &'static str,
+) -> Result<CanonicalFields<'a>, RejectReason> {
     let text = |field: usize| layout.text(fields, field);
     let billsec: Cow<'a, str> = if layout.has(BILLSEC) {
         Cow::Borrowed(text(BILLSEC))
@@ -82,7 +89,7 @@ pub fn map<'a>(layout: &Layout, fields: &[&'a str]) -> Result<CanonicalFields<'a
     Ok([
         Cow::Borrowed(text(UUID)),
         Cow::Borrowed(text(ACCOUNTCODE)),
-        Cow::Borrowed("outbound"),
+        Cow::Borrowed(direction_of(text(CONTEXT))),
         Cow::Borrowed(text(CALLER_ID_NUMBER)),
         Cow::Borrowed(text(DESTINATION_NUMBER)),
         switch_time(text(START_STAMP)),
@@ -122,7 +129,10 @@ mod tests {
     /// fields joined by `|`, or the reject reason.
     fn check(columns: Option<&str>, line: &str, expected: Result<&str, RejectReason>) {
         let names = columns.map(|text| parse_column_names(text).unwrap());
-        let decoder = SwitchCsvDecoder::new(SwitchFormat::Freeswitch, names.as_ref()).unwrap();
+        let decoder = SwitchCsvDecoder::new(SwitchFormat::Freeswitch, names.as_ref())
+            .unwrap()
+            .with_inbound_contexts(&["public".to_string()])
+            .unwrap();
         let fields = fields(line);
         let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
         let mapped = decoder.map(&fields).map(|mapped| mapped.join("|"));
@@ -161,6 +171,14 @@ mod tests {
             "Alice,1001,442071234567,default,2026/11/20 10:00,2026/11/20 10:00,2026/11/20 10:01,65,61,NORMAL_CLEARING,u-4,,acct-1001,PCMU,PCMU",
             Ok(
                 "u-4|acct-1001|outbound|1001|442071234567|2026-11-20 10:00:00|2026-11-20 10:00:00|2026-11-20 10:01:00|61|ANSWERED",
+            ),
+        );
+        // From a gateway into the public context: the account's inbound call.
+        check(
+            None,
+            r#""Carrier","442071234567","13125550143","public","2026-11-20 10:08:00","2026-11-20 10:08:01","2026-11-20 10:08:31","31","30","NORMAL_CLEARING","u-9","","acct-f1","PCMU","PCMU""#,
+            Ok(
+                "u-9|acct-f1|inbound|442071234567|13125550143|2026-11-20 10:08:00|2026-11-20 10:08:01|2026-11-20 10:08:31|30|ANSWERED",
             ),
         );
         check(

@@ -131,6 +131,9 @@ pub struct SwitchCsvDecoder {
     /// The layouts a record may have, told apart by their column count (Asterisk's optional
     /// columns, CGRateS' older `Direction` column); one when the columns were named.
     layouts: Vec<Layout>,
+    /// Dialplan contexts (Asterisk `dcontext`, FreeSWITCH `context`) whose calls are the
+    /// account's inbound calls; every other call is outbound.
+    inbound_contexts: Vec<String>,
 }
 
 impl SwitchCsvDecoder {
@@ -192,7 +195,41 @@ impl SwitchCsvDecoder {
                 .iter()
                 .map(|names| Layout::new(names, wanted))
                 .collect(),
+            inbound_contexts: Vec::new(),
         })
+    }
+
+    /// The same decoder, reading calls in `contexts` as inbound (`--inbound-context`); only
+    /// Asterisk and FreeSWITCH records name a dialplan context.
+    pub fn with_inbound_contexts(
+        mut self,
+        contexts: &[String],
+    ) -> Result<SwitchCsvDecoder, String> {
+        let has_contexts = matches!(
+            self.format,
+            SwitchFormat::Asterisk | SwitchFormat::AsteriskCustom | SwitchFormat::Freeswitch
+        );
+        if !contexts.is_empty() && !has_contexts {
+            return Err(format!(
+                "--inbound-context: {} records name no dialplan context",
+                self.format.name()
+            ));
+        }
+        self.inbound_contexts = contexts.to_vec();
+        Ok(self)
+    }
+
+    /// The direction of a call whose dialplan context is `context`.
+    fn direction_of(&self, context: &str) -> &'static str {
+        if self
+            .inbound_contexts
+            .iter()
+            .any(|inbound| inbound == context)
+        {
+            "inbound"
+        } else {
+            "outbound"
+        }
     }
 
     /// True when the mapping reads column `column` of a record of `n_columns` columns: text a
@@ -212,8 +249,12 @@ impl SwitchCsvDecoder {
             .find(|layout| layout.n_columns == fields.len())
             .ok_or(RejectReason::WrongColumnCount)?;
         match self.format {
-            SwitchFormat::Asterisk | SwitchFormat::AsteriskCustom => asterisk::map(layout, fields),
-            SwitchFormat::Freeswitch => freeswitch::map(layout, fields),
+            SwitchFormat::Asterisk | SwitchFormat::AsteriskCustom => {
+                asterisk::map(layout, fields, |context| self.direction_of(context))
+            }
+            SwitchFormat::Freeswitch => {
+                freeswitch::map(layout, fields, |context| self.direction_of(context))
+            }
             SwitchFormat::Cgrates => cgrates::map(layout, fields),
             SwitchFormat::Kazoo => unreachable!("a KAZOO decoder is never built"),
         }
@@ -293,12 +334,36 @@ mod tests {
     }
 
     #[test]
+    fn inbound_contexts_only_for_formats_that_have_contexts() {
+        let contexts = ["from-pstn".to_string()];
+        let decoder = |format| SwitchCsvDecoder::new(format, None).unwrap();
+        assert!(
+            decoder(SwitchFormat::Asterisk)
+                .with_inbound_contexts(&contexts)
+                .is_ok()
+        );
+        let problem = decoder(SwitchFormat::Cgrates)
+            .with_inbound_contexts(&contexts)
+            .unwrap_err();
+        assert!(
+            problem.contains("cgrates records name no dialplan context"),
+            "{problem}"
+        );
+        assert!(
+            decoder(SwitchFormat::Cgrates)
+                .with_inbound_contexts(&[])
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn columns_the_mapping_reads() {
         let decoder = SwitchCsvDecoder::new(SwitchFormat::Freeswitch, None).unwrap();
         // caller_id_name (0) is not read; caller_id_number (1) and uuid (10) are.
         assert!(!decoder.reads_column(15, 0));
         assert!(decoder.reads_column(15, 1));
         assert!(decoder.reads_column(15, 10));
+        assert!(decoder.reads_column(15, 3));
         assert!(!decoder.reads_column(15, 13));
         assert!(!decoder.reads_column(14, 1));
     }
