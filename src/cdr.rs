@@ -283,6 +283,25 @@ mod tests {
     }
 
     #[test]
+    fn reject_reason_names_are_distinct_snake_case() {
+        let names: std::collections::BTreeSet<&str> = RejectReason::ALL
+            .iter()
+            .map(|reason| reason.as_str())
+            .collect();
+        assert_eq!(names.len(), RejectReason::ALL.len());
+        for name in &names {
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{name}"
+            );
+        }
+        for switch_reason in ["invalid_json", "secondary_record", "not_a_voice_call"] {
+            assert!(names.contains(switch_reason), "{switch_reason}");
+        }
+    }
+
+    #[test]
     fn unanswered_dispositions() {
         assert!(is_unanswered_disposition("NO ANSWER"));
         assert!(is_unanswered_disposition("busy"));

@@ -173,9 +173,8 @@ pub fn usage_seconds(text: &str) -> Result<u64, RejectReason> {
 
 /// A Go duration or a plain number of seconds, in nanoseconds; integer arithmetic only.
 fn parse_usage_nanoseconds(text: &str) -> Result<i128, RejectReason> {
-    const TEXT_BYTES_MAX: usize = 64;
     let text = text.trim();
-    if text.is_empty() || text.len() > TEXT_BYTES_MAX {
+    if text.is_empty() || text.len() > crate::limits::USAGE_TEXT_BYTES_MAX {
         return Err(RejectReason::InvalidBillsec);
     }
     let (negative, mut rest) = match text.strip_prefix('-') {
