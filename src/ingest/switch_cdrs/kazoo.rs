@@ -59,12 +59,13 @@ fn map_object(document: &Map<String, Value>) -> Result<[String; 10], RejectReaso
     let end_unix_seconds = [text(document, "timestamp"), text(document, "pvt_created")]
         .iter()
         .find_map(|gregorian| gregorian.parse::<i64>().ok())
-        .map(|gregorian| gregorian - GREGORIAN_TO_UNIX_SECONDS);
+        .and_then(|gregorian| gregorian.checked_sub(GREGORIAN_TO_UNIX_SECONDS));
     let duration = text(document, "duration_seconds").parse::<i64>().ok();
+    // Checked: the numbers are whatever the document says.
     let start_unix_seconds =
-        end_unix_seconds.and_then(|end| Some(end - duration.or(billsec)?.max(0)));
+        end_unix_seconds.and_then(|end| end.checked_sub(duration.or(billsec)?.max(0)));
     let answer_unix_seconds = match (end_unix_seconds, billsec) {
-        (Some(end), Some(billsec)) if billsec > 0 => Some(end - billsec),
+        (Some(end), Some(billsec)) if billsec > 0 => end.checked_sub(billsec),
         _ => None,
     };
     let disposition = if billsec.is_some_and(|billsec| billsec > 0) {
@@ -153,6 +154,17 @@ mod tests {
         check(
             r#"{"call_id":"leg-5","call_direction":"inbound","request":"*97@realm"}"#,
             Ok("leg-5||outbound||*97|||||NO ANSWER"),
+        );
+        // Numbers at the edge of i64: no overflow, the times are simply unknown.
+        check(
+            r#"{"call_id":"leg-6","call_direction":"inbound","request":"44@r","timestamp":-9223372036854775808,"duration_seconds":9223372036854775807,"billing_seconds":-9223372036854775808}"#,
+            Ok("leg-6||outbound||44||||-9223372036854775808|NO ANSWER"),
+        );
+        check(
+            r#"{"call_id":"leg-7","call_direction":"inbound","request":"44@r","timestamp":9223372036854775807,"duration_seconds":9223372036854775807,"billing_seconds":9223372036854775807}"#,
+            Ok(
+                "leg-7||outbound||44|0000-01-01T00:00:00Z|0000-01-01T00:00:00Z||9223372036854775807|ANSWERED",
+            ),
         );
         check(r#"[1,2]"#, Err(RejectReason::InvalidJson));
         check(r#"{"call_id":"#, Err(RejectReason::InvalidJson));
