@@ -185,10 +185,19 @@ pub enum RejectReason {
     /// The CGRateS rate that would price the call is not one for calls: its units are not whole
     /// seconds (a data or SMS rate), or its increment is 0.
     RateNotForCalls,
+    /// A switch document that is not a JSON object (a KAZOO line or array element).
+    InvalidJson,
+    /// A record that repeats a call another record of the same feed bills: a KAZOO leg the
+    /// switch placed (the call is billed on the leg that entered it), a CGRateS charging run
+    /// other than `*default`.
+    SecondaryRecord,
+    /// A record of something other than a voice call (a CGRateS `*sms` or `*data` record): it
+    /// has no duration to price per minute.
+    NotAVoiceCall,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 23] = [
+    pub const ALL: [RejectReason; 26] = [
         RejectReason::InvalidUtf8,
         RejectReason::WrongColumnCount,
         RejectReason::MissingCdrId,
@@ -212,6 +221,9 @@ impl RejectReason {
         RejectReason::NoRateForDestination,
         RejectReason::NoRatingProfile,
         RejectReason::RateNotForCalls,
+        RejectReason::InvalidJson,
+        RejectReason::SecondaryRecord,
+        RejectReason::NotAVoiceCall,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -239,6 +251,9 @@ impl RejectReason {
             RejectReason::InvalidCaller => "invalid_caller",
             RejectReason::NoRatingProfile => "no_rating_profile",
             RejectReason::RateNotForCalls => "rate_not_for_calls",
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::SecondaryRecord => "secondary_record",
+            RejectReason::NotAVoiceCall => "not_a_voice_call",
         }
     }
 }
@@ -275,6 +290,25 @@ mod tests {
         check("abc", Err(NumberProblem::NotDigits));
         check("12ab", Err(NumberProblem::NotDigits));
         check("123456789012345678901", Err(NumberProblem::TooLong));
+    }
+
+    #[test]
+    fn reject_reason_names_are_distinct_snake_case() {
+        let names: std::collections::BTreeSet<&str> = RejectReason::ALL
+            .iter()
+            .map(|reason| reason.as_str())
+            .collect();
+        assert_eq!(names.len(), RejectReason::ALL.len());
+        for name in &names {
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{name}"
+            );
+        }
+        for switch_reason in ["invalid_json", "secondary_record", "not_a_voice_call"] {
+            assert!(names.contains(switch_reason), "{switch_reason}");
+        }
     }
 
     #[test]

@@ -94,6 +94,10 @@ pub const IDENTIFIER_BYTES_MAX: usize = 256;
 /// Longest caller kept as text when it is not a number (a SIP URI or a name).
 pub const CALLER_TEXT_BYTES_MAX: usize = 256;
 
+/// Longest CGRateS usage read (`1h2m3.456789s` is 13 bytes): longer text is no duration, so it
+/// is refused before any arithmetic.
+pub const USAGE_TEXT_BYTES_MAX: usize = 64;
+
 /// Longest wait for a PostgreSQL connection to be set up.
 pub const POSTGRES_CONNECT_TIMEOUT_SECONDS: u64 = 10;
 

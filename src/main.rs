@@ -52,9 +52,18 @@ enum Command {
         out: PathBuf,
         #[arg(long, value_enum, default_value_t = OutputFormat::Parquet)]
         output_format: OutputFormat,
-        /// Input format; canonical CSV, or canonical Parquet for files ending in .parquet.
+        /// Input format: canonical CSV (or canonical Parquet for files ending in .parquet), or a
+        /// switch's CDRs (docs/cdr-formats.md).
         #[arg(long, value_enum, default_value_t = InputFormat::Canonical)]
         input_format: InputFormat,
+        /// The column names of a header-less switch CSV written with another template
+        /// (freeswitch, asterisk-custom, cgrates), comma-separated; template text is accepted.
+        #[arg(long)]
+        input_columns: Option<String>,
+        /// A dialplan context (Asterisk dcontext, FreeSWITCH context) whose calls are the
+        /// account's inbound calls; others are outbound. Repeatable.
+        #[arg(long = "inbound-context")]
+        inbound_contexts: Vec<String>,
         /// Time zone (IANA) of input times written without an offset.
         #[arg(long, default_value = "UTC")]
         input_timezone: chrono_tz::Tz,
@@ -397,6 +406,8 @@ fn main() -> ExitCode {
             out,
             output_format,
             input_format,
+            input_columns,
+            inbound_contexts,
             input_timezone,
             source,
             quiet,
@@ -410,6 +421,8 @@ fn main() -> ExitCode {
                 out_dir: out,
                 output_format,
                 input_format,
+                input_columns,
+                inbound_contexts,
                 input_time_zone: input_timezone,
                 source,
                 files,

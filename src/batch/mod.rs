@@ -5,4 +5,5 @@ pub mod pipeline;
 pub mod progress;
 pub mod rated_block;
 pub mod summary;
+mod switch_input;
 pub mod trunk_pass;

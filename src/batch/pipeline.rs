@@ -7,8 +7,10 @@ use super::deck_choice::DeckChoice;
 use super::progress::Progress;
 use super::rated_block::{
     RatedBlock, RatingContext, RowStatus, rate_csv_block, rate_decoded_records,
+    rate_kazoo_documents, rate_switch_csv_block,
 };
 use super::summary::Summary;
+use super::switch_input::{SwitchInput, SwitchOptions, open_switch_input, read_kazoo_input};
 use super::trunk_pass::{BillingClasses, classify_by_trunk_sweep};
 use crate::credit::accounts::{AccountBook, parse_accounts_csv};
 use crate::credit::trunks::TrunkEligibility;
@@ -16,6 +18,8 @@ use crate::ingest::canonical_csv::{CanonicalColumns, read_canonical_header};
 use crate::ingest::deck_files::{DeckFormat, load_cgrates_plan, load_native_decks};
 use crate::ingest::parquet_cdrs::ParquetCdrReader;
 use crate::ingest::record_blocks::RecordBlockReader;
+use crate::ingest::switch_cdrs::json_documents::JsonDocumentBatch;
+use crate::ingest::switch_cdrs::{SwitchFormat, parse_column_names};
 use crate::limits::{BLOCKS_PER_GROUP, BLOCKS_QUEUED_MAX, RATED_BATCHES_QUEUED_MAX};
 use crate::rate::cgrates_pricing::{CgratesRounding, CgratesTariff};
 use crate::store::rated_output::{
@@ -40,6 +44,29 @@ use std::time::Instant;
 pub enum InputFormat {
     /// Canonical CSV, or canonical Parquet for files ending in `.parquet`.
     Canonical,
+    /// Asterisk cdr_csv `Master.csv` (see docs/cdr-formats.md for every switch format).
+    Asterisk,
+    /// Asterisk cdr_custom, stock `Master.csv` mapping.
+    AsteriskCustom,
+    /// FreeSWITCH mod_cdr_csv, `example` template (or `--input-columns`).
+    Freeswitch,
+    /// KAZOO CDR JSON documents, one per line or in an array.
+    Kazoo,
+    /// CGRateS CDR CSV export.
+    Cgrates,
+}
+
+impl InputFormat {
+    pub fn switch_format(self) -> Option<SwitchFormat> {
+        match self {
+            InputFormat::Canonical => None,
+            InputFormat::Asterisk => Some(SwitchFormat::Asterisk),
+            InputFormat::AsteriskCustom => Some(SwitchFormat::AsteriskCustom),
+            InputFormat::Freeswitch => Some(SwitchFormat::Freeswitch),
+            InputFormat::Kazoo => Some(SwitchFormat::Kazoo),
+            InputFormat::Cgrates => Some(SwitchFormat::Cgrates),
+        }
+    }
 }
 
 /// Everything `tollgate rate` was asked to do.
@@ -53,6 +80,10 @@ pub struct RateJob {
     pub out_dir: PathBuf,
     pub output_format: OutputFormat,
     pub input_format: InputFormat,
+    /// The columns of a header-less switch CSV whose template is not the stock one.
+    pub input_columns: Option<String>,
+    /// Dialplan contexts whose calls are inbound (Asterisk, FreeSWITCH).
+    pub inbound_contexts: Vec<String>,
     pub input_time_zone: Tz,
     pub source: String,
     pub files: Vec<PathBuf>,
@@ -97,6 +128,7 @@ enum InputKind {
         header_lines: u64,
     },
     Parquet,
+    Switch(SwitchInput),
 }
 
 /// A unit of work for the raters.
@@ -116,6 +148,7 @@ enum WorkContent {
         columns: CanonicalColumns,
         records: Vec<(u64, csv::StringRecord)>,
     },
+    KazooDocuments(JsonDocumentBatch),
 }
 
 /// Runs the batch job. Returns an error (and writes nothing) when the input is unusable: a
@@ -125,10 +158,17 @@ pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let (context, book) = load_rating_context(job)?;
     let context = Arc::new(context);
+    let switch_options = SwitchOptions {
+        named_columns: match &job.input_columns {
+            Some(text) => Some(parse_column_names(text).map_err(|problem| anyhow!(problem))?),
+            None => None,
+        },
+        inbound_contexts: job.inbound_contexts.clone(),
+    };
     let inputs = Arc::new(
         job.files
             .iter()
-            .map(|path| open_input(path))
+            .map(|path| open_input(path, job.input_format, &switch_options))
             .collect::<anyhow::Result<Vec<_>>>()?,
     );
     let classes = match &book {
@@ -370,13 +410,28 @@ fn load_cgrates_context(job: &RateJob) -> anyhow::Result<(RatingContext, Option<
 }
 
 /// Opens an input and checks its header, so that an unusable file stops the run before any output.
-fn open_input(path: &Path) -> anyhow::Result<InputFile> {
+fn open_input(
+    path: &Path,
+    input_format: InputFormat,
+    switch_options: &SwitchOptions,
+) -> anyhow::Result<InputFile> {
     let metadata =
         std::fs::metadata(path).with_context(|| format!("cannot read input {}", path.display()))?;
     if !metadata.is_file() {
         bail!("input {} is not a file", path.display());
     }
     let name = path.display().to_string();
+    if let Some(format) = input_format.switch_format() {
+        return Ok(InputFile {
+            path: path.to_path_buf(),
+            name,
+            kind: InputKind::Switch(open_switch_input(path, format, switch_options)?),
+            size_bytes: metadata.len(),
+        });
+    }
+    if !switch_options.is_empty() {
+        bail!("--input-columns and --inbound-context are for switch formats, not canonical CDRs");
+    }
     let is_parquet = path
         .extension()
         .is_some_and(|extension| extension.eq_ignore_ascii_case("parquet"));
@@ -423,6 +478,19 @@ pub(super) fn read_inputs(inputs: &[InputFile], sender: &Sender<Result<WorkItem,
                 read_csv_input(file_index, input, *header_bytes, sender)
             }
             InputKind::Parquet => read_parquet_input(file_index, input, sender),
+            InputKind::Switch(SwitchInput::Csv { header_bytes, .. }) => {
+                read_csv_input(file_index, input, *header_bytes, sender)
+            }
+            InputKind::Switch(SwitchInput::Kazoo) => read_kazoo_input(&input.path, |batch| {
+                let progress_end = batch.file_offset_end;
+                let content = WorkContent::KazooDocuments(batch);
+                let item = WorkItem {
+                    file_index,
+                    content,
+                    progress_end,
+                };
+                sender.send(Ok(item)).is_ok()
+            }),
         };
         if let Err(problem) = result {
             let _ = sender.send(Err(problem));
@@ -503,9 +571,14 @@ pub(super) fn rate_item(
                 ..
             },
         ) => rate_csv_block(context, columns, &bytes[(*skip_bytes).min(bytes.len())..]),
+        (
+            WorkContent::Csv { bytes, skip_bytes },
+            InputKind::Switch(SwitchInput::Csv { decoder, .. }),
+        ) => rate_switch_csv_block(context, decoder, &bytes[(*skip_bytes).min(bytes.len())..]),
         (WorkContent::Records { columns, records }, _) => {
             rate_decoded_records(context, columns, records)
         }
+        (WorkContent::KazooDocuments(batch), _) => rate_kazoo_documents(context, batch),
         _ => unreachable!("CSV blocks come only from CSV files with a header"),
     }
 }
@@ -575,6 +648,7 @@ impl OrderedPass {
                 .map(|input| match input.kind {
                     InputKind::Csv { header_lines, .. } => header_lines + 1,
                     InputKind::Parquet => 1,
+                    InputKind::Switch(ref switch) => switch.first_line(),
                 })
                 .collect(),
             progress_before,
@@ -612,7 +686,11 @@ impl OrderedPass {
             }
         }
         let input = &inputs[file_index];
-        let is_parquet = matches!(input.kind, InputKind::Parquet);
+        // Parquet rows and KAZOO documents carry their own line numbers; blocks count from 1.
+        let is_parquet = matches!(
+            input.kind,
+            InputKind::Parquet | InputKind::Switch(SwitchInput::Kazoo)
+        );
         let first_line = self.next_line[file_index];
         for reject in &block.rejected_records {
             if reject

@@ -5,12 +5,15 @@
 use super::deck_choice::{DeckChoice, DeckIndex};
 use crate::cdr::RejectReason;
 use crate::ingest::canonical_csv::{CanonicalColumns, decode_canonical_fields};
+use crate::ingest::switch_cdrs::json_documents::JsonDocumentBatch;
+use crate::ingest::switch_cdrs::{CanonicalFields, MAPPED_COLUMNS, SwitchCsvDecoder, kazoo};
 use crate::limits::REJECT_RAW_BYTES_MAX;
 use crate::rate::cgrates_pricing::{CgratesCharge, CgratesTariff};
 use crate::rate::deck::{Deck, RateId};
 use crate::rate::pricing::{Charge, charge_for, rate_cdr};
 use arrow::array::{ArrayRef, Int64Array, StringBuilder, TimestampMicrosecondArray};
 use chrono_tz::Tz;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Everything a worker needs to rate records; shared read-only by all workers.
@@ -210,6 +213,20 @@ impl<'c> RatedBlockBuilder<'c> {
         raw: &[u8],
         raw_offset: Option<usize>,
     ) {
+        let content_digest = xxhash_rust::xxh3::xxh3_64(raw);
+        self.push_record_with_content(columns, fields, line, raw, raw_offset, content_digest);
+    }
+
+    /// [`Self::push_record`] with the digest that tells a resend from a conflict given.
+    fn push_record_with_content(
+        &mut self,
+        columns: &CanonicalColumns,
+        fields: &[&str],
+        line: u64,
+        raw: &[u8],
+        raw_offset: Option<usize>,
+        content_digest: u64,
+    ) {
         self.block.n_records += 1;
         let context = self.context;
         let cdr = match decode_canonical_fields(
@@ -232,9 +249,7 @@ impl<'c> RatedBlockBuilder<'c> {
         self.block
             .key_digest
             .push(xxhash_rust::xxh3::xxh3_128(&self.key_buffer));
-        self.block
-            .content_digest
-            .push(xxhash_rust::xxh3::xxh3_64(raw));
+        self.block.content_digest.push(content_digest);
 
         self.source.append_value(cdr.source);
         self.cdr_id.append_value(cdr.cdr_id);
@@ -566,4 +581,114 @@ pub fn rate_decoded_records(
         builder.push_record(columns, &fields, *line, &raw, None);
     }
     builder.finish(0)
+}
+
+/// Decodes, maps and rates the records of a block of a header-less switch CSV (whole records).
+/// Rejects show each record as it stood in the file, not its canonical mapping.
+pub fn rate_switch_csv_block(
+    context: &RatingContext,
+    decoder: &SwitchCsvDecoder,
+    bytes: &[u8],
+) -> RatedBlock {
+    let mut builder = RatedBlockBuilder::new(context, bytes.len() / 150);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let start = reader.position().clone();
+        // Reading from a slice cannot fail (see `rate_quoted_records`).
+        if !reader.read_byte_record(&mut record).unwrap_or(false) {
+            break;
+        }
+        let end = reader.position().byte() as usize;
+        let with_leading_blank_lines = trim_line_end(&bytes[start.byte() as usize..end]);
+        let raw = with_leading_blank_lines.trim_ascii_start();
+        let skipped_lines = memchr::memchr_iter(
+            b'\n',
+            &with_leading_blank_lines[..with_leading_blank_lines.len() - raw.len()],
+        )
+        .count() as u64;
+        let line = start.line() + skipped_lines;
+        if raw.is_empty() {
+            continue;
+        }
+        match csv::StringRecord::from_byte_record(std::mem::take(&mut record)) {
+            Ok(text_record) => {
+                let mut fields: Vec<&str> = text_record.iter().collect();
+                if let Some(first) = fields.first_mut() {
+                    *first = first.trim_start_matches('\u{feff}');
+                }
+                builder.push_mapped(decoder.map(&fields), line, raw);
+                drop(fields);
+                record = text_record.into_byte_record();
+            }
+            Err(error) => {
+                // Only the columns the mapping reads must be UTF-8; a caller name in another
+                // encoding does not make a call unratable.
+                let byte_record = error.into_byte_record();
+                let unreadable_column_read =
+                    byte_record.iter().enumerate().any(|(column, field)| {
+                        std::str::from_utf8(field).is_err()
+                            && decoder.reads_column(byte_record.len(), column)
+                    });
+                if unreadable_column_read {
+                    builder.block.n_records += 1;
+                    builder.reject(line, raw, RejectReason::InvalidUtf8, None);
+                } else {
+                    let fields: Vec<Cow<'_, str>> =
+                        byte_record.iter().map(String::from_utf8_lossy).collect();
+                    let fields: Vec<&str> = fields.iter().map(Cow::as_ref).collect();
+                    builder.push_mapped(decoder.map(&fields), line, raw);
+                }
+                record = byte_record;
+            }
+        }
+    }
+    let n_lines = memchr::memchr_iter(b'\n', bytes).count() as u64;
+    builder.finish(n_lines)
+}
+
+/// Decodes, maps and rates a batch of KAZOO JSON documents; lines are the documents' own.
+pub fn rate_kazoo_documents(context: &RatingContext, batch: &JsonDocumentBatch) -> RatedBlock {
+    let mut builder = RatedBlockBuilder::new(context, batch.documents.len());
+    for document in &batch.documents {
+        let raw = batch.bytes[document.range.clone()].trim_ascii();
+        let mapped = kazoo::map_document(raw).map(|fields| fields.map(Cow::Owned));
+        builder.push_mapped(mapped, document.line, raw);
+    }
+    builder.finish(0)
+}
+
+impl RatedBlockBuilder<'_> {
+    /// Rates a record a switch decoder mapped onto the canonical fields, or rejects it with the
+    /// reason the mapping gave. `raw` is the source record. A resend is told from a conflict by
+    /// the mapped fields, not the source text: the same call written again in another shape (a
+    /// pretty-printed JSON document, a CSV whose quotes a spreadsheet removed) is a duplicate.
+    fn push_mapped(
+        &mut self,
+        mapped: Result<CanonicalFields<'_>, RejectReason>,
+        line: u64,
+        raw: &[u8],
+    ) {
+        match mapped {
+            Ok(mapped) => {
+                let fields: [&str; 10] = mapped.each_ref().map(|field| field.as_ref());
+                let content_digest = xxhash_rust::xxh3::xxh3_64(fields.join("\u{1f}").as_bytes());
+                self.push_record_with_content(
+                    &MAPPED_COLUMNS,
+                    &fields,
+                    line,
+                    raw,
+                    None,
+                    content_digest,
+                );
+            }
+            Err(reason) => {
+                self.block.n_records += 1;
+                self.reject(line, raw, reason, None);
+            }
+        }
+    }
 }

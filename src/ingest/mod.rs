@@ -4,4 +4,5 @@ pub mod canonical_csv;
 pub mod deck_files;
 pub mod parquet_cdrs;
 pub mod record_blocks;
+pub mod switch_cdrs;
 pub mod timestamp;

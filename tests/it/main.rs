@@ -33,6 +33,8 @@ mod store_outage;
 mod store_support;
 /// Shared helpers.
 mod support;
+/// `tollgate rate` on Asterisk, FreeSWITCH, KAZOO and CGRateS CDRs: mappings, rejects, resends.
+mod switch_cdr_formats;
 /// The trunk sweep: held CDRs classified in start order, across files and midnight.
 mod trunk_sweep;
 /// A real HTTP server on 127.0.0.1 playing a webhook endpoint.
