@@ -16,7 +16,7 @@ use tollgate::credit::recharge::run_due_recharges;
 use tollgate::credit::rerate::{RerateScope, rerate_report, run_rerate};
 use tollgate::daemon::config::ServeConfig;
 use tollgate::daemon::run_daemon;
-use tollgate::ingest::deck_files::load_native_decks;
+use tollgate::ingest::deck_files::{DeckFormat, load_native_decks};
 use tollgate::ingest::timestamp::parse_time_bound_micros;
 use tollgate::store::ledger_store::{LedgerStore, StoreLocation, open_store};
 use tollgate::store::rated_output::OutputFormat;
@@ -36,6 +36,13 @@ enum Command {
         /// A rate deck CSV (a TOML manifest with the same name beside it is read too). Repeatable.
         #[arg(long = "deck", required = true)]
         decks: Vec<PathBuf>,
+        /// Format of every --deck.
+        #[arg(long, value_enum, default_value_t = DeckFormat::Native)]
+        deck_format: DeckFormat,
+        /// NPA-NXX states CSV (npanxx,state[,lata]) that decides each call's jurisdiction; needed
+        /// by --deck-format us-jurisdictional.
+        #[arg(long, value_name = "FILE")]
+        npanxx_states: Option<PathBuf>,
         /// Accounts CSV (account,parent,currency,outbound_deck,inbound_deck): each CDR's account
         /// picks its deck by direction. Needed when more than one deck is given.
         #[arg(long)]
@@ -347,6 +354,8 @@ fn main() -> ExitCode {
         }),
         Command::Rate {
             decks,
+            deck_format,
+            npanxx_states,
             accounts,
             out,
             output_format,
@@ -358,6 +367,8 @@ fn main() -> ExitCode {
         } => {
             let job = RateJob {
                 deck_paths: decks,
+                deck_format,
+                npanxx_states,
                 accounts_path: accounts,
                 out_dir: out,
                 output_format,
