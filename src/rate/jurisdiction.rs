@@ -469,8 +469,7 @@ mod tests {
 
     fn problems_of(text: &str) -> Vec<String> {
         parse_npanxx_states("states.csv", text.as_bytes())
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .iter()
             .map(ToString::to_string)
             .collect()
