@@ -635,6 +635,54 @@ mod tests {
     }
 
     #[test]
+    fn rate_cdr_prices_a_call_at_its_jurisdictions_rate() {
+        use crate::cdr::Cdr;
+        use crate::rate::jurisdiction::parse_npanxx_states;
+        use crate::rate::pricing::rate_cdr;
+        use std::borrow::Cow;
+        let states = parse_npanxx_states(
+            "states.csv",
+            b"1212555,NY\n1518555,NY\n1415555,CA\n1416555,ON\n",
+        )
+        .unwrap();
+        let deck = parse(
+            &format!("{HEADER}\n1212555,60,6,0.0060,0.0120,0.0300,\n"),
+            None,
+        )
+        .unwrap();
+        let version_without_states = deck.version.clone();
+        let deck = deck.with_npanxx_states(Arc::new(states));
+        assert_ne!(deck.version, version_without_states);
+        // 90 s at 60/6 is 90 billable seconds: 1.5 minutes.
+        let check = |caller: &str, expected_cost: i128, expected: Jurisdiction| {
+            let cdr = Cdr {
+                source: "default",
+                cdr_id: "c-1",
+                account: "a-1",
+                direction: Direction::Outbound,
+                caller: Cow::Borrowed(caller),
+                callee: Cow::Borrowed("12125550199"),
+                start_time_micros: 0,
+                answer_time_micros: Some(0),
+                end_time_micros: Some(90_000_000),
+                billsec: 90,
+                disposition: "ANSWERED",
+            };
+            let charge = rate_cdr(&deck, &cdr).unwrap();
+            let rate_id = charge.rate_id.unwrap();
+            assert_eq!(
+                (charge.cost_mantissa, deck.pricing(rate_id).jurisdiction()),
+                (expected_cost, Some(expected)),
+                "{caller:?}"
+            );
+        };
+        check("15185550100", 180, Jurisdiction::Intrastate);
+        check("14155550100", 90, Jurisdiction::Interstate);
+        check("14165550100", 450, Jurisdiction::Indeterminate);
+        check("", 450, Jurisdiction::Indeterminate);
+    }
+
+    #[test]
     fn the_jurisdiction_fits_in_the_packed_pricing() {
         // A u8 in what was padding: the hot pricing array of native decks does not grow.
         assert_eq!(std::mem::size_of::<crate::rate::deck::RatePricing>(), 104);
