@@ -124,15 +124,10 @@ pub fn rated_record_batch(
         );
         let deck_index = block.deck[row];
         if deck_index == NO_DECK || matches!(row_status, RowStatus::Duplicate { .. }) {
-            for builder in [
-                &mut deck,
-                &mut prefix,
-                &mut destination,
-                &mut jurisdiction,
-                &mut currency,
-            ] {
+            for builder in [&mut deck, &mut prefix, &mut destination, &mut currency] {
                 builder.append_null();
             }
+            jurisdiction.append_null();
             rate.append_null();
             billable.append_null();
             cost.append_null();
