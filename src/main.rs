@@ -38,11 +38,16 @@ enum Command {
         /// A rate deck CSV (a TOML manifest with the same name beside it is read too). Repeatable.
         #[arg(long = "deck", required = true)]
         decks: Vec<PathBuf>,
-        /// Format of the decks: native CSV, or a CGRateS tariff plan folder.
+        /// Format of every --deck: native CSV, US jurisdictional NPA-NXX CSV, or a CGRateS tariff
+        /// plan folder.
         #[arg(long, value_enum, default_value_t = DeckFormat::Native)]
         deck_format: DeckFormat,
         #[command(flatten)]
         cgrates: CgratesArgs,
+        /// NPA-NXX states CSV (npanxx,state[,lata]) that decides each call's jurisdiction; needed
+        /// by --deck-format us-jurisdictional.
+        #[arg(long, value_name = "FILE")]
+        npanxx_states: Option<PathBuf>,
         /// Accounts CSV (account,parent,currency,outbound_deck,inbound_deck): each CDR's account
         /// picks its deck by direction. Needed when more than one deck is given.
         #[arg(long)]
@@ -402,6 +407,7 @@ fn main() -> ExitCode {
             decks,
             deck_format,
             cgrates,
+            npanxx_states,
             accounts,
             out,
             output_format,
@@ -417,6 +423,7 @@ fn main() -> ExitCode {
                 deck_paths: decks,
                 deck_format,
                 cgrates: cgrates.options(),
+                npanxx_states,
                 accounts_path: accounts,
                 out_dir: out,
                 output_format,

@@ -15,7 +15,7 @@ use super::trunk_pass::{BillingClasses, classify_by_trunk_sweep};
 use crate::credit::accounts::{AccountBook, parse_accounts_csv};
 use crate::credit::trunks::TrunkEligibility;
 use crate::ingest::canonical_csv::{CanonicalColumns, read_canonical_header};
-use crate::ingest::deck_files::{DeckFormat, load_cgrates_plan, load_native_decks};
+use crate::ingest::deck_files::{DeckFormat, load_cgrates_plan, load_decks};
 use crate::ingest::parquet_cdrs::ParquetCdrReader;
 use crate::ingest::record_blocks::RecordBlockReader;
 use crate::ingest::switch_cdrs::json_documents::JsonDocumentBatch;
@@ -76,6 +76,8 @@ pub struct RateJob {
     pub deck_format: DeckFormat,
     /// How CDRs are read against a CGRateS plan (`--deck-format cgrates` only).
     pub cgrates: CgratesOptions,
+    /// NPA-NXX states for US jurisdictional decks.
+    pub npanxx_states: Option<PathBuf>,
     pub accounts_path: Option<PathBuf>,
     pub out_dir: PathBuf,
     pub output_format: OutputFormat,
@@ -327,7 +329,12 @@ fn load_rating_context(job: &RateJob) -> anyhow::Result<(RatingContext, Option<A
             "--rounding-scope is for CGRateS plans; a native deck sets its rounding in its manifest"
         );
     }
-    let decks = load_native_decks(&job.deck_paths).map_err(|problems| anyhow!(problems))?;
+    let decks = load_decks(
+        job.deck_format,
+        &job.deck_paths,
+        job.npanxx_states.as_deref(),
+    )
+    .map_err(|problems| anyhow!(problems))?;
     let (deck_choice, book) = match &job.accounts_path {
         None if decks.len() == 1 => (DeckChoice::Single(0), None),
         None => bail!(
@@ -367,6 +374,9 @@ fn load_cgrates_context(job: &RateJob) -> anyhow::Result<(RatingContext, Option<
             job.deck_paths.len()
         );
     };
+    if job.npanxx_states.is_some() {
+        bail!("--npanxx-states is only used by --deck-format us-jurisdictional decks");
+    }
     if job.accounts_path.is_some() {
         bail!(
             "--accounts cannot be combined with --deck-format cgrates: the plan's rating profiles \

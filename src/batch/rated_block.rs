@@ -75,6 +75,8 @@ pub struct ShownRate {
     pub rate_per_minute_mantissa: i64,
     pub destination: u32,
     pub prefix_length: u8,
+    /// The rate's jurisdiction code, 0 for a rate of every jurisdiction.
+    pub jurisdiction: u8,
 }
 
 impl ShownRate {
@@ -86,6 +88,7 @@ impl ShownRate {
                 rate_per_minute_mantissa: pricing.rate_per_minute_mantissa,
                 destination: pricing.destination,
                 prefix_length: pricing.prefix_length,
+                jurisdiction: pricing.jurisdiction,
             }
         })
     }
@@ -158,6 +161,8 @@ struct PendingCall {
     direction: crate::cdr::Direction,
     callee: [u8; crate::cdr::NUMBER_DIGITS_MAX],
     callee_length: u8,
+    /// The call's jurisdiction code, for decks with rates per jurisdiction.
+    jurisdiction: u8,
     pricing_time_micros: i64,
     billsec: u32,
     answered: bool,
@@ -287,6 +292,7 @@ impl<'c> RatedBlockBuilder<'c> {
                     direction: cdr.direction,
                     callee,
                     callee_length: cdr.callee.len() as u8,
+                    jurisdiction: deck.jurisdiction_of_call(&cdr.caller, &cdr.callee).code(),
                     pricing_time_micros: cdr.pricing_time_micros(),
                     billsec: cdr.billsec,
                     answered: cdr.is_answered(),
@@ -332,6 +338,7 @@ impl<'c> RatedBlockBuilder<'c> {
                     .unwrap_or(i64::MAX),
                 destination: tariff.destination_position(matched.destination),
                 prefix_length: matched.prefix_length as u8,
+                jurisdiction: 0,
             },
             _ => ShownRate::default(),
         };
@@ -384,10 +391,11 @@ impl<'c> RatedBlockBuilder<'c> {
             .map(|call| {
                 let callee = std::str::from_utf8(&call.callee[..usize::from(call.callee_length)])
                     .expect("copied from a str");
-                decks[usize::from(call.deck)].find_rate(
+                decks[usize::from(call.deck)].find_rate_in_jurisdiction(
                     callee,
                     call.pricing_time_micros,
                     call.direction,
+                    call.jurisdiction,
                 )
             })
             .collect();

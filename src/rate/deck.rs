@@ -2,6 +2,7 @@
 //! force for a number at an instant.
 
 use super::bands::{BandId, BandSchedule};
+use super::jurisdiction::{Jurisdiction, NpaNxxStates};
 use super::prefix_index::PrefixIndex;
 use crate::cdr::Direction;
 use crate::money::Rounding;
@@ -44,6 +45,8 @@ pub struct Rate {
     pub effective_until_micros: i64,
     pub band: Option<BandId>,
     pub direction: Option<Direction>,
+    /// `None` for a rate of every jurisdiction (every native deck's rate).
+    pub jurisdiction: Option<Jurisdiction>,
     /// Where the rate came from, for explaining a price: source line in the deck file.
     pub source_line: u64,
 }
@@ -69,6 +72,8 @@ pub struct RatePricing {
     pub band: BandId,
     /// 0 for both directions, else 1 + the direction.
     pub direction: u8,
+    /// 0 for every jurisdiction, else [`Jurisdiction::code`].
+    pub jurisdiction: u8,
     pub prefix_length: u8,
     /// Slots stored inline (at most 2) or, when 0, in `Deck::overflow_slots` from
     /// `overflow_start` for `overflow_count`.
@@ -96,6 +101,16 @@ impl RatePricing {
 
     pub fn applies_to(&self, direction: Direction) -> bool {
         self.direction == 0 || self.direction == direction_code(direction)
+    }
+
+    /// `jurisdiction` is a [`Jurisdiction::code`].
+    pub fn applies_in(&self, jurisdiction: u8) -> bool {
+        self.jurisdiction == 0 || self.jurisdiction == jurisdiction
+    }
+
+    /// The jurisdiction the rate is for; `None` when it is for every one.
+    pub fn jurisdiction(&self) -> Option<Jurisdiction> {
+        Jurisdiction::from_code(self.jurisdiction)
     }
 
     pub fn max_cost(&self) -> Option<i64> {
@@ -138,6 +153,9 @@ pub struct Deck {
     pub price_decimals: u32,
     /// The least common multiple of every slot's unit: prices per second are over this.
     pub price_denominator: i128,
+    /// For a deck whose rates are per jurisdiction: the NPA-NXX states that decide a call's
+    /// jurisdiction (see [`Deck::with_npanxx_states`]). `None` for every other deck.
+    pub npanxx_states: Option<Arc<NpaNxxStates>>,
 }
 
 /// Everything about a deck except its indexes, as a parser produces it.
@@ -221,6 +239,7 @@ impl Deck {
                 destination,
                 band: rate.band.unwrap_or(NO_BAND),
                 direction: rate.direction.map(direction_code).unwrap_or(0),
+                jurisdiction: rate.jurisdiction.map_or(0, Jurisdiction::code),
                 prefix_length: rate.prefix.len() as u8,
                 n_inline_slots,
                 inline_slots,
@@ -271,37 +290,86 @@ impl Deck {
             prefix_index,
             price_decimals,
             price_denominator,
+            npanxx_states: None,
+        }
+    }
+
+    /// True when some rate is for one jurisdiction only: such a deck needs NPA-NXX states.
+    pub fn has_jurisdictions(&self) -> bool {
+        self.pricing.iter().any(|pricing| pricing.jurisdiction != 0)
+    }
+
+    /// Gives a deck with jurisdictional rates the table that decides each call's jurisdiction. The
+    /// deck's version takes in the table's digest: the same deck with another table prices calls
+    /// differently, so it is another version.
+    pub fn with_npanxx_states(mut self, states: Arc<NpaNxxStates>) -> Deck {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(self.version.as_bytes());
+        hasher.update(&states.digest().to_le_bytes());
+        self.version = format!("{:016x}", hasher.digest())[..12].to_string();
+        self.npanxx_states = Some(states);
+        self
+    }
+
+    /// The jurisdiction of a call from `caller` to `callee` under this deck's NPA-NXX states:
+    /// indeterminate when the deck has none (its rates then are for every jurisdiction anyway,
+    /// or the deck was not given states and every call is indeterminate).
+    pub fn jurisdiction_of_call(&self, caller: &str, callee: &str) -> Jurisdiction {
+        match &self.npanxx_states {
+            Some(states) => states.jurisdiction_of_call(caller, callee),
+            None => Jurisdiction::Indeterminate,
         }
     }
 
     /// The rate for `number` at `instant_micros`: the longest prefix that has a rate in force for
     /// this direction and band. A longer prefix with nothing in force does not hide a shorter one.
+    /// A call whose caller is not known is indeterminate (see [`Self::find_rate_in_jurisdiction`]).
     pub fn find_rate(
         &self,
         number: &str,
         instant_micros: i64,
         direction: Direction,
     ) -> Option<RateId> {
+        self.find_rate_in_jurisdiction(
+            number,
+            instant_micros,
+            direction,
+            Jurisdiction::Indeterminate.code(),
+        )
+    }
+
+    /// As [`Self::find_rate`], for a call of a jurisdiction ([`Jurisdiction::code`]): rates for
+    /// another jurisdiction do not apply; rates for every jurisdiction do.
+    pub fn find_rate_in_jurisdiction(
+        &self,
+        number: &str,
+        instant_micros: i64,
+        direction: Direction,
+        jurisdiction: u8,
+    ) -> Option<RateId> {
         let band = self.bands.band_at(self.time_zone, instant_micros);
         self.prefix_index.find_longest(number, |_, value| {
-            self.select_for_prefix(value, instant_micros, band, direction)
+            self.select_for_prefix(value, instant_micros, band, direction, jurisdiction)
         })
     }
 
     /// Among the rates of one prefix (an index value), the one in force: a band-specific rate over
-    /// an all-day one, a direction-specific rate over one for both, then the latest effective_from.
+    /// an all-day one, a direction-specific rate over one for both, a jurisdiction-specific rate
+    /// over one for every jurisdiction, then the latest effective_from.
     fn select_for_prefix(
         &self,
         value: u32,
         instant_micros: i64,
         band: Option<BandId>,
         direction: Direction,
+        jurisdiction: u8,
     ) -> Option<RateId> {
         let band = band.unwrap_or(NO_BAND);
         let applies = |rate_id: RateId| {
             let pricing = &self.pricing[rate_id as usize];
             pricing.is_in_force_at(instant_micros)
                 && pricing.applies_to(direction)
+                && pricing.applies_in(jurisdiction)
                 && (pricing.band == NO_BAND || pricing.band == band)
         };
         if value & GROUP_TAG == 0 {
@@ -316,8 +384,9 @@ impl Deck {
                 continue;
             }
             let pricing = &self.pricing[rate_id as usize];
-            let specificity =
-                2 * u8::from(pricing.band != NO_BAND) + u8::from(pricing.direction != 0);
+            let specificity = 4 * u8::from(pricing.band != NO_BAND)
+                + 2 * u8::from(pricing.direction != 0)
+                + u8::from(pricing.jurisdiction != 0);
             // Groups are sorted newest first, so the first rate of the best specificity wins.
             if best.is_none_or(|(best_specificity, _)| specificity > best_specificity) {
                 best = Some((specificity, rate_id));
@@ -327,7 +396,8 @@ impl Deck {
     }
 
     /// The rate of `rate_id`'s own prefix in force at an instant in a band: what prices the part
-    /// of a call after it crosses into another band.
+    /// of a call after it crosses into another band. The call keeps its jurisdiction: the one of
+    /// `rate_id` (a rate for every jurisdiction matches only such rates, as in native decks).
     pub fn rate_of_same_prefix(
         &self,
         rate_id: RateId,
@@ -338,7 +408,8 @@ impl Deck {
         let value = self
             .prefix_index
             .get(&self.rates[rate_id as usize].prefix)?;
-        self.select_for_prefix(value, instant_micros, band, direction)
+        let jurisdiction = self.pricing[rate_id as usize].jurisdiction;
+        self.select_for_prefix(value, instant_micros, band, direction, jurisdiction)
     }
 
     pub fn rate(&self, rate_id: RateId) -> &Rate {

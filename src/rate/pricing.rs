@@ -20,10 +20,17 @@ pub struct Charge {
 
 /// Rates one decoded CDR against a deck: a charge, or the reason it cannot be priced.
 /// Unanswered calls are looked up too (the destination is still worth showing) but cost 0, and
-/// one to a number without a rate is not an error: there is nothing to charge.
+/// one to a number without a rate is not an error: there is nothing to charge. A deck with rates
+/// per jurisdiction prices the call with the rate of its caller's and callee's jurisdiction.
 pub fn rate_cdr(deck: &Deck, cdr: &Cdr<'_>) -> Result<Charge, RejectReason> {
     let pricing_time_micros = cdr.pricing_time_micros();
-    let rate_id = deck.find_rate(&cdr.callee, pricing_time_micros, cdr.direction);
+    let jurisdiction = deck.jurisdiction_of_call(&cdr.caller, &cdr.callee);
+    let rate_id = deck.find_rate_in_jurisdiction(
+        &cdr.callee,
+        pricing_time_micros,
+        cdr.direction,
+        jurisdiction.code(),
+    );
     charge_for(
         deck,
         rate_id,

@@ -74,6 +74,7 @@ pub fn rated_schema(scales: MoneyScales) -> SchemaRef {
         text("deck", true),
         text("rate_prefix", true),
         text("destination", true),
+        text("jurisdiction", true),
         Field::new(
             "rate",
             DataType::Decimal128(MONEY_PRECISION, scales.rate),
@@ -106,6 +107,7 @@ pub fn rated_record_batch(
     let mut deck = StringBuilder::with_capacity(n_rows, n_rows * 24);
     let mut prefix = StringBuilder::with_capacity(n_rows, n_rows * 6);
     let mut destination = StringBuilder::with_capacity(n_rows, n_rows * 16);
+    let mut jurisdiction = StringBuilder::with_capacity(n_rows, n_rows * 4);
     let mut rate = Decimal128Builder::with_capacity(n_rows);
     let mut billable = Int64Builder::with_capacity(n_rows);
     let mut cost = Decimal128Builder::with_capacity(n_rows);
@@ -125,6 +127,7 @@ pub fn rated_record_batch(
             for builder in [&mut deck, &mut prefix, &mut destination, &mut currency] {
                 builder.append_null();
             }
+            jurisdiction.append_null();
             rate.append_null();
             billable.append_null();
             cost.append_null();
@@ -137,6 +140,7 @@ pub fn rated_record_batch(
             NO_RATE => {
                 prefix.append_null();
                 destination.append_null();
+                jurisdiction.append_null();
                 rate.append_null();
             }
             _ => {
@@ -147,6 +151,10 @@ pub fn rated_record_batch(
                     &mut prefix_buffer,
                 ));
                 destination.append_value(&row_deck.destinations[shown.destination as usize]);
+                jurisdiction.append_option(
+                    crate::rate::jurisdiction::Jurisdiction::from_code(shown.jurisdiction)
+                        .map(|jurisdiction| jurisdiction.as_str()),
+                );
                 let rescale = pow10(scales.rate as u32 - row_deck.price_decimals);
                 rate.append_value(i128::from(shown.rate_per_minute_mantissa) * rescale);
             }
@@ -173,6 +181,7 @@ pub fn rated_record_batch(
         Arc::new(deck.finish()) as ArrayRef,
         Arc::new(prefix.finish()),
         Arc::new(destination.finish()),
+        Arc::new(jurisdiction.finish()),
         money(&mut rate, scales.rate),
         Arc::new(billable.finish()),
         money(&mut cost, scales.cost),

@@ -37,5 +37,7 @@ mod support;
 mod switch_cdr_formats;
 /// The trunk sweep: held CDRs classified in start order, across files and midnight.
 mod trunk_sweep;
+/// `tollgate rate` with US jurisdictional decks: inter/intra/indeterminate rates by NPA-NXX state.
+mod us_jurisdictional;
 /// A real HTTP server on 127.0.0.1 playing a webhook endpoint.
 mod webhook_receiver;
