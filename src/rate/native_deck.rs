@@ -70,12 +70,13 @@ struct RawBand {
     windows: Vec<String>,
 }
 
-struct DeckSettings {
-    name: String,
-    currency: String,
-    time_zone: Tz,
-    rounding: Rounding,
-    bands: BandSchedule,
+/// A deck's settings from its manifest, defaults applied. Peer formats read the same manifest.
+pub(crate) struct DeckSettings {
+    pub(crate) name: String,
+    pub(crate) currency: String,
+    pub(crate) time_zone: Tz,
+    pub(crate) rounding: Rounding,
+    pub(crate) bands: BandSchedule,
 }
 
 /// One CSV row, validated but not yet placed in the deck.
@@ -109,7 +110,10 @@ pub fn parse_native_deck(text: &NativeDeckText<'_>) -> Result<Deck, DeckError> {
     build_deck(text, settings, rows)
 }
 
-fn validate_manifest(text: &NativeDeckText<'_>, problems: &mut Vec<DeckProblem>) -> DeckSettings {
+pub(crate) fn validate_manifest(
+    text: &NativeDeckText<'_>,
+    problems: &mut Vec<DeckProblem>,
+) -> DeckSettings {
     let manifest_file = text.manifest_file_name.unwrap_or("manifest");
     let mut problem = |reason: String| problems.push(DeckProblem::file(manifest_file, reason));
     let raw: RawManifest = match text.manifest {
@@ -455,7 +459,7 @@ impl DeckColumns {
     }
 }
 
-fn parse_price(
+pub(crate) fn parse_price(
     column: &str,
     text: &str,
     problem: &mut impl FnMut(&str, String),
@@ -485,7 +489,7 @@ fn parse_price(
     Some(value.normalize())
 }
 
-fn parse_seconds(
+pub(crate) fn parse_seconds(
     column: &str,
     text: &str,
     zero_allowed: bool,
@@ -508,7 +512,7 @@ fn parse_seconds(
 }
 
 /// `YYYY-MM-DD` (midnight in the deck's time zone) or RFC 3339; empty means open-ended.
-fn parse_effective_date(
+pub(crate) fn parse_effective_date(
     column: &str,
     text: &str,
     time_zone: Tz,
