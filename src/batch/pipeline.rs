@@ -13,7 +13,7 @@ use super::trunk_pass::{BillingClasses, classify_by_trunk_sweep};
 use crate::credit::accounts::{AccountBook, parse_accounts_csv};
 use crate::credit::trunks::TrunkEligibility;
 use crate::ingest::canonical_csv::{CanonicalColumns, read_canonical_header};
-use crate::ingest::deck_files::load_native_decks;
+use crate::ingest::deck_files::{DeckFormat, load_decks};
 use crate::ingest::parquet_cdrs::ParquetCdrReader;
 use crate::ingest::record_blocks::RecordBlockReader;
 use crate::limits::{BLOCKS_PER_GROUP, BLOCKS_QUEUED_MAX, RATED_BATCHES_QUEUED_MAX};
@@ -45,6 +45,8 @@ pub enum InputFormat {
 #[derive(Clone, Debug)]
 pub struct RateJob {
     pub deck_paths: Vec<PathBuf>,
+    /// The format of every deck in `deck_paths`.
+    pub deck_format: DeckFormat,
     pub accounts_path: Option<PathBuf>,
     pub out_dir: PathBuf,
     pub output_format: OutputFormat,
@@ -253,7 +255,8 @@ fn load_rating_context(job: &RateJob) -> anyhow::Result<(RatingContext, Option<A
     if job.deck_paths.is_empty() {
         bail!("no deck: give at least one --deck");
     }
-    let decks = load_native_decks(&job.deck_paths).map_err(|problems| anyhow!(problems))?;
+    let decks =
+        load_decks(job.deck_format, &job.deck_paths).map_err(|problems| anyhow!(problems))?;
     let (deck_choice, book) = match &job.accounts_path {
         None if decks.len() == 1 => (DeckChoice::Single(0), None),
         None => bail!(
