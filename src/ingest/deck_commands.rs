@@ -28,7 +28,7 @@ fn choose_format(format: Option<DeckFormat>, path: &Path) -> Result<(DeckFormat,
     })?;
     Ok((
         format,
-        format!("format {} (from the header)", format.name()),
+        format!("format {} (read from the file)", format.name()),
     ))
 }
 
