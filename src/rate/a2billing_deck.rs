@@ -451,6 +451,42 @@ mod tests {
         check(&card("44,UK,0.06,,,0,0,0,,"), 7, "7 s 0.007000");
     }
 
+    /// A2Billing's flat-rate duration rule as its rate engine states it: the duration is raised
+    /// to initblock, and past initblock rounded up to a multiple of billingblock.
+    fn a2billing_billed_seconds(duration: u32, initblock: u32, billingblock: u32) -> u32 {
+        let mut billed = duration.max(initblock);
+        if billingblock > 0 && billed > initblock && billed % billingblock > 0 {
+            billed += billingblock - billed % billingblock;
+        }
+        billed
+    }
+
+    /// The blocks reproduce A2Billing's rule for every initblock, billingblock and duration in
+    /// range, in billable seconds and in cost.
+    #[test]
+    fn blocks_match_a2billing_for_every_block_pair() {
+        for initblock in 0..=100 {
+            for billingblock in 0..=70 {
+                let deck = parse(&card(&format!(
+                    "44,UK,0.6,{initblock},{billingblock},0,0,0,,"
+                )))
+                .unwrap_or_else(|error| panic!("{error}"))
+                .deck;
+                let rate_id = deck.find_rate("44", 0, Direction::Outbound).unwrap();
+                for duration in 1..=300 {
+                    let billed = a2billing_billed_seconds(duration, initblock, billingblock);
+                    let charge = price_call(&deck, rate_id, 0, duration, Direction::Outbound);
+                    // 0.6 per minute is 0.01 per second: billed / 100, exact at 6 decimals.
+                    assert_eq!(
+                        (charge.billable_seconds, charge.cost_mantissa),
+                        (billed, i128::from(billed) * 10_000),
+                        "initblock {initblock}, billingblock {billingblock}, {duration} s"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn charges_minimal_cost_and_dates() {
         // Connect and disconnect charges are both on every answered call.

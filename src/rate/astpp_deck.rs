@@ -357,6 +357,48 @@ mod tests {
         );
     }
 
+    /// The seconds ASTPP's `calc_cost` charges the per-minute cost for (included seconds free).
+    fn astpp_charged_seconds(duration: u32, included: u32, initial: u32, increment: u32) -> u32 {
+        let mut remaining = duration.saturating_sub(included);
+        let mut charged = 0;
+        if remaining > 0 {
+            charged += initial;
+            remaining = remaining.saturating_sub(initial);
+            if remaining > 0 {
+                let increment = increment.max(1);
+                charged += remaining.div_ceil(increment) * increment;
+            }
+        }
+        charged
+    }
+
+    /// The deck reproduces ASTPP's cost for every included, initial and increment in range.
+    #[test]
+    fn pricing_matches_astpp_for_every_block_combination() {
+        for included in [0, 5, 30] {
+            for initial in 0..=70 {
+                for increment in 0..=30 {
+                    let deck = parse(&format!(
+                        "{IMPORT}44,UK,0.05,{included},0.6,{initial},{increment}\n"
+                    ))
+                    .unwrap_or_else(|error| panic!("{error}"))
+                    .deck;
+                    let rate_id = deck.find_rate("44", 0, Direction::Outbound).unwrap();
+                    for duration in 1..=200 {
+                        let charged = astpp_charged_seconds(duration, included, initial, increment);
+                        let charge = price_call(&deck, rate_id, 0, duration, Direction::Outbound);
+                        // 0.05 connect cost, then 0.01 per second: exact at 4 decimals.
+                        assert_eq!(
+                            charge.cost_mantissa,
+                            500 + i128::from(charged) * 100,
+                            "included {included}, initial {initial}, increment {increment}, {duration} s"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn problems_are_named() {
         check(

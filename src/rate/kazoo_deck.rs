@@ -485,6 +485,44 @@ mod tests {
         );
     }
 
+    /// KAZOO's billed seconds as `kapps_call_util` computes them.
+    fn kazoo_billed_seconds(seconds: u32, minimum: u32, increment: u32, no_charge: u32) -> u32 {
+        let increment = if increment == 0 { 60 } else { increment };
+        if seconds <= no_charge {
+            0
+        } else if seconds <= minimum {
+            minimum
+        } else {
+            minimum + (seconds - minimum).div_ceil(increment) * increment
+        }
+    }
+
+    /// The deck reproduces KAZOO's rule for every minimum, increment and duration in range.
+    #[test]
+    fn pricing_matches_kazoo_for_every_minimum_and_increment() {
+        for minimum in 0..=90 {
+            for increment in 0..=70 {
+                for no_charge in [0, 7] {
+                    let csv = format!(
+                        "prefix,rate_cost,rate_increment,rate_minimum,rate_nocharge_time\n44,0.6,{increment},{minimum},{no_charge}\n"
+                    );
+                    let deck = parse(&csv).unwrap_or_else(|error| panic!("{error}")).deck;
+                    let rate_id = deck.find_rate("44", 0, OUT).unwrap();
+                    for seconds in 1..=250 {
+                        let billed = kazoo_billed_seconds(seconds, minimum, increment, no_charge);
+                        let charge = price_call(&deck, rate_id, 0, seconds, OUT);
+                        // 0.6 per minute is 0.01 per second: billed / 100, exact at 4 decimals.
+                        assert_eq!(
+                            (charge.billable_seconds, charge.cost_mantissa),
+                            (billed, i128::from(billed) * 100),
+                            "minimum {minimum}, increment {increment}, no charge {no_charge}, {seconds} s"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn weights_and_directions() {
         let heavier_wins = "prefix,rate_cost,weight\n44,0.10,10\n44,0.20,50\n";
