@@ -455,7 +455,7 @@ mod tests {
     /// to initblock, and past initblock rounded up to a multiple of billingblock.
     fn a2billing_billed_seconds(duration: u32, initblock: u32, billingblock: u32) -> u32 {
         let mut billed = duration.max(initblock);
-        if billingblock > 0 && billed > initblock && billed % billingblock > 0 {
+        if billingblock > 0 && billed > initblock && !billed.is_multiple_of(billingblock) {
             billed += billingblock - billed % billingblock;
         }
         billed

@@ -386,3 +386,41 @@ fn deck_convert_refuses_what_native_cannot_express() {
         assert!(!out.exists(), "{deck}: nothing is written");
     }
 }
+
+/// A field as exports garble them: numbers, signs, decimals, dates, words, quotes, nothing.
+fn garbled_field() -> impl proptest::strategy::Strategy<Value = String> {
+    proptest::string::string_regex("[0-9]{0,20}|-?[0-9]{1,6}\\.[0-9]{0,12}|[A-Za-z _^.*+]{0,8}|\"[0-9,]{0,4}\"|0000-00-00 00:00:00|2026-0[1-9]-[0-3][0-9]( [0-2][0-9]:00:00)?")
+        .unwrap()
+}
+
+proptest::proptest! {
+    /// Whatever a file holds under a peer header, the parsers answer with a deck or problems,
+    /// never a panic.
+    #[test]
+    fn peer_parsers_never_panic(
+        rows in proptest::collection::vec(proptest::collection::vec(garbled_field(), 0..16), 0..6),
+    ) {
+        use tollgate::rate::peer_deck::PeerDeckText;
+        let headers = [
+            "prefix,rate_cost,rate_increment,rate_minimum,rate_nocharge_time,rate_surcharge,direction,weight,description,ratedeck_id,caller_id_numbers",
+            "Code,Destination,\"Connection Cost (USD)\",\"Grace Time\",\"Cost / Min (USD)\",\"Initial Increment\",Increment,Priority,Strip,Prepend,Trunk,Status",
+            "dialprefix,destination,rateinitial,initblock,billingblock,connectcharge,disconnectcharge,minimal_cost,startdate,stopdate,chargea,timechargea,additional_grace,starttime,endtime,idtariffplan",
+        ];
+        let body: String = rows.iter().map(|row| row.join(",") + "\n").collect();
+        for (index, header) in headers.iter().enumerate() {
+            let csv = format!("{header}\n{body}");
+            let text = PeerDeckText {
+                file_name: "garbled.csv",
+                csv: csv.as_bytes(),
+                manifest_file_name: None,
+                manifest: None,
+                default_name: "garbled",
+            };
+            let _ = match index {
+                0 => tollgate::rate::kazoo_deck::parse_kazoo_deck(&text).map(|_| ()),
+                1 => tollgate::rate::astpp_deck::parse_astpp_deck(&text).map(|_| ()),
+                _ => tollgate::rate::a2billing_deck::parse_a2billing_deck(&text).map(|_| ()),
+            };
+        }
+    }
+}
