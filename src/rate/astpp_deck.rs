@@ -328,10 +328,11 @@ mod tests {
             31,
             "40 s 0.3000",
         );
-        // Increment 0 is ASTPP's 1 second; the sample's trailing comma and blank line are fine.
+        // Increment 0 is ASTPP's 1 second; a trailing comma and a blank line, as ASTPP's sample
+        // files have, are fine.
         check(
-            "Code,Destination,Connect Cost,Included Seconds,Per Minute Cost,Increment,Precedence\n93,AF,0,0,0.6,0,0,\n \n",
-            "93",
+            "Code,Destination,Connect Cost,Included Seconds,Per Minute Cost,Increment,Precedence\n94,LK,0,0,0.6,0,0,\n \n",
+            "94",
             7,
             "7 s 0.0700",
         );
@@ -402,10 +403,10 @@ mod tests {
     #[test]
     fn problems_are_named() {
         check(
-            &format!("{EXPORT}36,24.9999,0.383,25,0.000,25,25,0,25,36,T1,Active\n"),
+            &format!("{EXPORT}38,12.75,0.2,10,0.000,10,10,0,10,38,T1,Active\n"),
             "36",
             1,
-            ":2: column Destination: \"24.9999\" is a number, not a destination name",
+            ":2: column Destination: \"12.75\" is a number, not a destination name",
         );
         check(
             &format!("{IMPORT}44,UK,0,0,0.06,0,1\n44,UK2,0,0,0.07,0,1\n"),

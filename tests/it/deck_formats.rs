@@ -238,7 +238,7 @@ fn deck_check_names_every_problem_and_fails() {
             "astpp",
             "fixtures/decks/astpp-bad.csv",
             &[
-                ":2: column Destination: \"24.9999\" is a number, not a destination name",
+                ":2: column Destination: \"12.75\" is a number, not a destination name",
                 ":3: column Per Minute Cost: \"abc\" is not a decimal number",
                 ":5: column prefix: prefix 45 is also rated on line 4",
                 ":6: column Code: \"x1\" is not digits only",
