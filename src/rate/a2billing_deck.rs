@@ -11,9 +11,9 @@
 
 use super::deck_problems::{DeckError, DeckProblem};
 use super::peer_deck::{
-    PeerDeck, PeerDeckText, PeerRate, PeerRow, PeerTable, PricingBlock, check_no_overlaps,
-    finish_peer_deck, half_up, note_unpriced_columns, parse_prefix, price_or, read_settings,
-    read_table, seconds_or,
+    PeerDeck, PeerDeckText, PeerRate, PeerRow, PeerTable, PricingBlock, at_most_decimals,
+    check_no_overlaps, finish_peer_deck, half_up, note_unpriced_columns, parse_prefix, price_or,
+    read_settings, read_table, seconds_or,
 };
 use crate::ingest::timestamp::{local_midnight_micros, parse_timestamp_micros};
 use chrono::NaiveDate;
@@ -147,6 +147,11 @@ pub fn parse_a2billing_deck(text: &PeerDeckText<'_>) -> Result<PeerDeck, DeckErr
             Decimal::ZERO,
             &mut problem,
         );
+        // A2Billing rounds prices to 6 decimals (a2b_round) before it bills with them.
+        let rate = at_most_decimals("rateinitial", rate, 6, "A2Billing", &mut problem);
+        let connect = at_most_decimals("connectcharge", connect, 6, "A2Billing", &mut problem);
+        let disconnect =
+            at_most_decimals("disconnectcharge", disconnect, 6, "A2Billing", &mut problem);
         let minimal_cost = price_or(
             "minimal_cost",
             field("minimal_cost"),
@@ -542,6 +547,12 @@ mod tests {
             1,
             ":2: column rateinitial: is empty",
         );
+        check(
+            &card("44,UK,0.0000001,60,60,0,0,0,,"),
+            1,
+            ":2: column rateinitial: 0.0000001 has more than 6 decimals, which A2Billing rounds away",
+        );
+        check(&card("44,UK,0.000001,60,60,0,0,0,,"), 60, "60 s 0.000001");
         let extra = "dialprefix,rateinitial,chargea,timechargea,rounding_calltime,rounding_threshold,additional_block_charge,additional_block_charge_time,additional_grace,disconnectcharge,disconnectcharge_after,starttime,endtime\n";
         let refused = format!("{extra}44,0.06,0.5,30,60,10,0.01,60,5,0.01,30,0,1439\n");
         for fragment in [

@@ -8,7 +8,7 @@
 
 use super::deck_problems::{DeckError, DeckProblem};
 use super::peer_deck::{
-    PeerDeck, PeerDeckText, PeerRate, finish_peer_deck, minimum_then_increment,
+    PeerDeck, PeerDeckText, PeerRate, at_most_decimals, finish_peer_deck, minimum_then_increment,
     note_unpriced_columns, parse_prefix, price_or, read_settings, read_table, seconds_or,
 };
 use crate::cdr::Direction;
@@ -150,6 +150,9 @@ pub fn parse_kazoo_deck(text: &PeerDeckText<'_>) -> Result<PeerDeck, DeckError> 
             Decimal::ZERO,
             &mut problem,
         );
+        // KAZOO keeps money in units of 1/10,000 and rounds prices to them when it loads a rate.
+        let rate_cost = at_most_decimals("rate_cost", rate_cost, 4, "KAZOO", &mut problem);
+        let surcharge = at_most_decimals("rate_surcharge", surcharge, 4, "KAZOO", &mut problem);
         let directions = parse_directions(row.field(column("direction")), &mut problem);
         let weight = match row.field(column("weight")) {
             "" => Some(None),
@@ -618,5 +621,19 @@ mod tests {
             "rows of several ratedecks: a (line 2), b (line 3)",
         );
         check("prefix,rate_cost\n", "1", OUT, 1, "the deck has no rates");
+        check(
+            "prefix,rate_cost,rate_surcharge\n44,0.00125,0.00001\n",
+            "1",
+            OUT,
+            1,
+            ":2: column rate_cost: 0.00125 has more than 4 decimals, which KAZOO rounds away",
+        );
+        check(
+            "prefix,rate_cost,rate_surcharge\n44,0.0012,0.00001\n",
+            "1",
+            OUT,
+            1,
+            ":2: column rate_surcharge: 0.00001 has more than 4 decimals",
+        );
     }
 }

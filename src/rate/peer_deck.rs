@@ -239,6 +239,28 @@ pub fn price_or(
     super::native_deck::parse_price(column, text, problem)
 }
 
+/// Refuses a price with more decimals than the peer system keeps: it would round the price before
+/// billing, and an exact price here would then bill differently.
+pub fn at_most_decimals(
+    column: &str,
+    price: Option<Decimal>,
+    decimals_max: u32,
+    system: &str,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<Decimal> {
+    let price = price?;
+    if price.normalize().scale() > decimals_max {
+        problem(
+            column,
+            format!(
+                "{price} has more than {decimals_max} decimals, which {system} rounds away: write the price it bills"
+            ),
+        );
+        return None;
+    }
+    Some(price)
+}
+
 /// Whole seconds, or `default` when the field is empty. A decimal point with only zeros after it
 /// (`60.0`, as spreadsheets write integers) is accepted.
 pub fn seconds_or(
