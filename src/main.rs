@@ -78,6 +78,9 @@ enum Command {
         /// Rate deck CSV, repeatable (overrides the config file's decks).
         #[arg(long = "deck")]
         decks: Vec<PathBuf>,
+        /// The format of the decks (overrides the config file's deck_format).
+        #[arg(long, value_enum)]
+        deck_format: Option<DeckFormat>,
     },
     /// Import or show accounts in the store.
     Accounts {
@@ -294,6 +297,7 @@ fn main() -> ExitCode {
             listen,
             spool_dir,
             decks,
+            deck_format,
         } => store.config().and_then(|mut config| {
             if let Some(listen) = listen {
                 config.listen = listen;
@@ -303,6 +307,9 @@ fn main() -> ExitCode {
             }
             if !decks.is_empty() {
                 config.decks = decks;
+            }
+            if let Some(deck_format) = deck_format {
+                config.deck_format = deck_format;
             }
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)

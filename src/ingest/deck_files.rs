@@ -7,9 +7,11 @@ use std::path::Path;
 
 /// The deck formats tollgate reads. Native is tollgate's own; the others are peer systems' rate
 /// exports, each parsed by its module in `rate/` into the same [`Deck`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeckFormat {
     /// tollgate's CSV (+ optional TOML manifest).
+    #[default]
     Native,
     /// KAZOO ratedeck CSV (hotornot rates).
     Kazoo,

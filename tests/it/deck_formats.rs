@@ -424,3 +424,13 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn serve_config_names_the_deck_format() {
+    use tollgate::daemon::config::ServeConfig;
+    use tollgate::ingest::deck_files::DeckFormat;
+    let config: ServeConfig = toml::from_str("deck_format = \"a2billing\"").unwrap();
+    assert_eq!(config.deck_format, DeckFormat::A2billing);
+    assert_eq!(ServeConfig::default().deck_format, DeckFormat::Native);
+    assert!(toml::from_str::<ServeConfig>("deck_format = \"sideways\"").is_err());
+}
