@@ -18,7 +18,8 @@ use tollgate::credit::recharge::run_due_recharges;
 use tollgate::credit::rerate::{RerateScope, rerate_report, run_rerate};
 use tollgate::daemon::config::ServeConfig;
 use tollgate::daemon::run_daemon;
-use tollgate::ingest::deck_files::{DeckFormat, load_native_decks};
+use tollgate::ingest::deck_commands::{check_deck, convert_deck};
+use tollgate::ingest::deck_files::{DeckFormat, load_decks};
 use tollgate::ingest::timestamp::parse_time_bound_micros;
 use tollgate::store::ledger_store::{LedgerStore, StoreLocation, open_store};
 use tollgate::store::rated_output::OutputFormat;
@@ -38,8 +39,8 @@ enum Command {
         /// A rate deck CSV (a TOML manifest with the same name beside it is read too). Repeatable.
         #[arg(long = "deck", required = true)]
         decks: Vec<PathBuf>,
-        /// Format of every --deck: native CSV, US jurisdictional NPA-NXX CSV, or a CGRateS tariff
-        /// plan folder.
+        /// Format of every --deck: native, a peer system's rates export (kazoo, astpp, a2billing),
+        /// us-jurisdictional NPA-NXX rates, or a CGRateS tariff plan folder.
         #[arg(long, value_enum, default_value_t = DeckFormat::Native)]
         deck_format: DeckFormat,
         #[command(flatten)]
@@ -95,6 +96,9 @@ enum Command {
         /// Rate deck CSV, repeatable (overrides the config file's decks).
         #[arg(long = "deck")]
         decks: Vec<PathBuf>,
+        /// The format of the decks (overrides the config file's deck_format).
+        #[arg(long, value_enum)]
+        deck_format: Option<DeckFormat>,
     },
     /// Import or show accounts in the store.
     Accounts {
@@ -155,6 +159,14 @@ enum Command {
         /// alone.
         #[arg(long = "deck", required = true)]
         decks: Vec<PathBuf>,
+        /// The format of the decks: native, or a peer system's rates export.
+        #[arg(long, value_enum, default_value_t = DeckFormat::Native)]
+        deck_format: DeckFormat,
+    },
+    /// Check a rate deck in any supported format, or convert one to the native format.
+    Deck {
+        #[command(subcommand)]
+        command: DeckCommand,
     },
     /// Write a deterministic synthetic deck, accounts and CDR file.
     Gen {
@@ -253,6 +265,29 @@ impl StoreArgs {
 }
 
 #[derive(Subcommand)]
+enum DeckCommand {
+    /// Validate a deck and print a summary (rates, prefixes, effective dates, bands, billing);
+    /// every problem named and a non-zero exit when it would be refused.
+    Check {
+        /// The deck's format; read from its header when not given.
+        #[arg(long, value_enum)]
+        deck_format: Option<DeckFormat>,
+        path: PathBuf,
+    },
+    /// Write a deck as a native CSV and TOML manifest that price every call the same, or say
+    /// what the native format cannot express.
+    Convert {
+        /// The deck's format; read from its header when not given.
+        #[arg(long, value_enum)]
+        deck_format: Option<DeckFormat>,
+        path: PathBuf,
+        /// The native CSV to write (NAME.csv); NAME.toml is written beside it.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum RechargeCommand {
     /// Credit every account whose recharge is due now (its local time has come today) and whose
     /// balance is below its recharge threshold; at most once per account and local day.
@@ -317,6 +352,7 @@ fn main() -> ExitCode {
             listen,
             spool_dir,
             decks,
+            deck_format,
         } => store.config().and_then(|mut config| {
             if let Some(listen) = listen {
                 config.listen = listen;
@@ -326,6 +362,9 @@ fn main() -> ExitCode {
             }
             if !decks.is_empty() {
                 config.decks = decks;
+            }
+            if let Some(deck_format) = deck_format {
+                config.deck_format = deck_format;
             }
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
@@ -403,6 +442,27 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(())
         }),
+        Command::Deck {
+            command: DeckCommand::Check { deck_format, path },
+        } => {
+            let check = check_deck(deck_format, &path);
+            print!("{}", check.report);
+            return if check.accepted {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        Command::Deck {
+            command:
+                DeckCommand::Convert {
+                    deck_format,
+                    path,
+                    out,
+                },
+        } => convert_deck(deck_format, &path, &out)
+            .map(|written| println!("{written}"))
+            .map_err(|reason| anyhow::anyhow!(reason)),
         Command::Rate {
             decks,
             deck_format,
@@ -536,6 +596,7 @@ fn main() -> ExitCode {
             to,
             time_zone,
             decks,
+            deck_format,
         } => store.open().and_then(|mut opened| {
             let scope = match (account, all) {
                 (Some(account), false) => RerateScope::Account(account),
@@ -551,7 +612,8 @@ fn main() -> ExitCode {
             if from_micros >= to_micros {
                 anyhow::bail!("--from must be before --to");
             }
-            let loaded = load_native_decks(&decks).map_err(|problems| anyhow::anyhow!(problems))?;
+            let loaded = load_decks(deck_format, &decks, None)
+                .map_err(|problems| anyhow::anyhow!(problems))?;
             let quiet = !std::io::stderr().is_terminal();
             let summary = run_rerate(
                 opened.as_mut(),

@@ -18,10 +18,12 @@ pub struct ServeConfig {
     pub database_url: Option<String>,
     /// Files renamed into this folder are rated and posted, then moved to `done/` (or `failed/`).
     pub spool_dir: PathBuf,
-    /// Rate decks (native CSV, with an optional TOML manifest beside each). When empty, every
-    /// `.csv` in `deck_dir` is loaded.
+    /// Rate decks (CSV in `deck_format`, with an optional TOML manifest beside each). When empty,
+    /// every `.csv` in `deck_dir` is loaded.
     pub decks: Vec<PathBuf>,
     pub deck_dir: PathBuf,
+    /// The format of every deck: native, kazoo, astpp or a2billing.
+    pub deck_format: crate::ingest::deck_files::DeckFormat,
     /// Time zone of CDR times written without an offset.
     pub input_time_zone: String,
     /// Feed name for the dedupe key when a CDR has no `source`.
@@ -61,6 +63,7 @@ impl Default for ServeConfig {
             spool_dir: PathBuf::from("spool"),
             decks: Vec::new(),
             deck_dir: PathBuf::from("rate-decks"),
+            deck_format: crate::ingest::deck_files::DeckFormat::Native,
             input_time_zone: "UTC".to_string(),
             default_source: "default".to_string(),
             batch_cdrs_max: limits::BATCH_CDRS_MAX,

@@ -16,7 +16,7 @@ pub mod rating_state;
 pub mod spool;
 pub mod webhooks;
 
-use crate::ingest::deck_files::load_native_decks;
+use crate::ingest::deck_files::load_decks;
 use crate::limits::POSTER_QUEUE_MAX;
 use crate::store::ledger_store::{DeckRecord, LedgerStore, StoreLocation, open_store};
 use anyhow::{Context, anyhow};
@@ -59,7 +59,8 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     let location = StoreLocation::from_settings(config.database_url.as_deref(), &config.data_dir)?;
     let mut store = open_store(&location)?;
     let deck_paths = config.deck_paths()?;
-    let decks = load_native_decks(&deck_paths).map_err(|problems| anyhow!(problems))?;
+    let decks =
+        load_decks(config.deck_format, &deck_paths, None).map_err(|problems| anyhow!(problems))?;
     store.record_decks(
         &decks
             .iter()

@@ -4,47 +4,197 @@ use crate::rate::cgrates_plan::{CgratesPlan, PlanFile, TariffPlanText, parse_cgr
 use crate::rate::deck::Deck;
 use crate::rate::jurisdiction::{NpaNxxStates, parse_npanxx_states};
 use crate::rate::native_deck::{NativeDeckText, parse_native_deck};
+use crate::rate::peer_deck::{PeerDeck, PeerDeckText};
 use std::path::Path;
 
-/// Loads a native deck: `NAME.csv`, with `NAME.toml` beside it when present. The error lists every
-/// problem (or says why the files cannot be read); nothing of a refused deck is used.
-pub fn load_native_deck(csv_path: &Path) -> Result<Deck, String> {
-    let csv = std::fs::read(csv_path)
-        .map_err(|error| format!("cannot read deck {}: {error}", csv_path.display()))?;
-    let manifest_path = csv_path.with_extension("toml");
-    let manifest = match std::fs::read_to_string(&manifest_path) {
-        Ok(text) => Some(text),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-        Err(error) => {
+/// The deck formats tollgate reads. Native is tollgate's own; the others are peer systems' rate
+/// exports, each parsed by its module in `rate/` into the same [`Deck`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeckFormat {
+    /// tollgate's CSV (+ optional TOML manifest).
+    #[default]
+    Native,
+    /// KAZOO ratedeck CSV (hotornot rates).
+    Kazoo,
+    /// ASTPP termination or origination rates CSV.
+    Astpp,
+    /// A2Billing ratecard CSV (cc_ratecard columns).
+    A2billing,
+    /// US NPA-NXX rows with interstate, intrastate and indeterminate rates; rating needs
+    /// `--npanxx-states`.
+    UsJurisdictional,
+    /// A CGRateS tariff plan folder; the CDR's account is the CGRateS subject. Not a deck: its
+    /// own model (`rate::cgrates_plan`), loaded with [`load_cgrates_plan`].
+    Cgrates,
+}
+
+impl DeckFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeckFormat::Native => "native",
+            DeckFormat::Kazoo => "kazoo",
+            DeckFormat::Astpp => "astpp",
+            DeckFormat::A2billing => "a2billing",
+            DeckFormat::UsJurisdictional => "us-jurisdictional",
+            DeckFormat::Cgrates => "cgrates",
+        }
+    }
+
+    /// The format a deck file's header names, when it is one tollgate knows.
+    pub fn detect(bytes: &[u8]) -> Option<DeckFormat> {
+        if looks_like_json(bytes) {
+            return Some(DeckFormat::Kazoo);
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(bytes);
+        let header = reader.byte_records().next()?.ok()?;
+        let names = crate::text::normalized_header_names(header.iter());
+        let has = |wanted: &str| names.iter().any(|name| name.starts_with(wanted));
+        if has("min_seconds") {
+            Some(DeckFormat::Native)
+        } else if has("rate_cost") {
+            Some(DeckFormat::Kazoo)
+        } else if has("dialprefix") || has("rateinitial") {
+            Some(DeckFormat::A2billing)
+        } else if has("code") && (has("per minute cost") || has("cost / min")) {
+            Some(DeckFormat::Astpp)
+        } else {
+            None
+        }
+    }
+}
+
+fn looks_like_json(bytes: &[u8]) -> bool {
+    matches!(bytes.trim_ascii_start().first(), Some(b'{' | b'['))
+}
+
+/// A loaded deck and what its reader noticed without refusing it.
+pub struct LoadedDeck {
+    pub deck: Deck,
+    pub notes: Vec<String>,
+}
+
+/// Loads a deck in `format`: the file, with `NAME.toml` beside it when present. The error lists
+/// every problem (or says why the files cannot be read); nothing of a refused deck is used.
+pub fn load_deck_with_notes(format: DeckFormat, path: &Path) -> Result<LoadedDeck, String> {
+    let without_notes = |deck| LoadedDeck {
+        deck,
+        notes: Vec::new(),
+    };
+    match format {
+        DeckFormat::Native => return load_native_deck(path).map(without_notes),
+        DeckFormat::UsJurisdictional => {
+            return load_us_jurisdictional_deck(path).map(without_notes);
+        }
+        DeckFormat::Cgrates => {
             return Err(format!(
-                "cannot read deck manifest {}: {error}",
-                manifest_path.display()
+                "{} is a CGRateS tariff plan, not a deck: it rates only with `tollgate rate`",
+                path.display()
             ));
         }
-    };
-    let csv_file_name = csv_path.display().to_string();
-    let manifest_file_name = manifest_path.display().to_string();
-    let default_name = csv_path
+        DeckFormat::Kazoo | DeckFormat::Astpp | DeckFormat::A2billing => {}
+    }
+    let csv = std::fs::read(path)
+        .map_err(|error| format!("cannot read deck {}: {error}", path.display()))?;
+    if looks_like_json(&csv) {
+        return Err(format!(
+            "deck {} is JSON, not a {} rates CSV (a KAZOO trunkstore rates document routes by \
+             regular expression, which a prefix deck cannot express)",
+            path.display(),
+            format.name()
+        ));
+    }
+    let manifest = read_manifest_beside(path)?;
+    let file_name = path.display().to_string();
+    let manifest_file_name = path.with_extension("toml").display().to_string();
+    let default_name = path
         .file_stem()
         .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_else(|| csv_file_name.clone());
-    parse_native_deck(&NativeDeckText {
-        csv_file_name: &csv_file_name,
+        .unwrap_or_else(|| file_name.clone());
+    let text = PeerDeckText {
+        file_name: &file_name,
         csv: &csv,
         manifest_file_name: manifest.as_ref().map(|_| manifest_file_name.as_str()),
         manifest: manifest.as_deref(),
         default_name: &default_name,
-    })
-    .map_err(|error| error.to_string())
+    };
+    let parsed = match format {
+        DeckFormat::Native | DeckFormat::UsJurisdictional | DeckFormat::Cgrates => {
+            unreachable!("handled above")
+        }
+        DeckFormat::Kazoo => crate::rate::kazoo_deck::parse_kazoo_deck(&text),
+        DeckFormat::Astpp => crate::rate::astpp_deck::parse_astpp_deck(&text),
+        DeckFormat::A2billing => crate::rate::a2billing_deck::parse_a2billing_deck(&text),
+    };
+    parsed
+        .map(|PeerDeck { deck, notes }| LoadedDeck { deck, notes })
+        .map_err(|error| error.to_string())
+}
+
+/// Loads a deck in `format`, for rating.
+pub fn load_deck(format: DeckFormat, path: &Path) -> Result<Deck, String> {
+    load_deck_with_notes(format, path).map(|loaded| loaded.deck)
+}
+
+fn read_manifest_beside(path: &Path) -> Result<Option<String>, String> {
+    let manifest_path = path.with_extension("toml");
+    match std::fs::read_to_string(&manifest_path) {
+        Ok(text) => Ok(Some(text)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(format!(
+            "cannot read deck manifest {}: {error}",
+            manifest_path.display()
+        )),
+    }
+}
+
+/// Loads a native deck: `NAME.csv`, with `NAME.toml` beside it when present. The error lists every
+/// problem (or says why the files cannot be read); nothing of a refused deck is used.
+pub fn load_native_deck(csv_path: &Path) -> Result<Deck, String> {
+    let files = read_deck_files(csv_path)?;
+    parse_native_deck(&files.text()).map_err(|error| error.to_string())
 }
 
 /// Loads every deck, reporting the problems of all of them at once. Two decks with one name
 /// would make `--accounts` ambiguous, so that is refused too.
 pub fn load_native_decks(paths: &[std::path::PathBuf]) -> Result<Vec<Deck>, String> {
+    load_decks(DeckFormat::Native, paths, None)
+}
+
+/// Loads every deck in `format`, reporting the problems of all of them at once; two decks with
+/// one name are refused, as for native decks. A US jurisdictional deck needs the NPA-NXX states
+/// file that decides each call's jurisdiction, and only it uses one.
+pub fn load_decks(
+    format: DeckFormat,
+    paths: &[std::path::PathBuf],
+    npanxx_states: Option<&Path>,
+) -> Result<Vec<Deck>, String> {
     let mut decks = Vec::new();
     let mut problems = Vec::new();
+    let states = match (format, npanxx_states) {
+        (DeckFormat::UsJurisdictional, Some(states_path)) => load_npanxx_states(states_path)
+            .map_err(|problem| problems.push(problem))
+            .ok()
+            .map(std::sync::Arc::new),
+        (DeckFormat::UsJurisdictional, None) => {
+            return Err(
+                "--deck-format us-jurisdictional needs --npanxx-states FILE (npanxx,state[,lata]) \
+                 to tell interstate from intrastate calls"
+                    .to_string(),
+            );
+        }
+        (_, Some(_)) => {
+            return Err(
+                "--npanxx-states is only used by --deck-format us-jurisdictional decks".to_string(),
+            );
+        }
+        (_, None) => None,
+    };
     for path in paths {
-        match load_native_deck(path) {
+        match load_deck(format, path) {
             Ok(deck) => decks.push(deck),
             Err(problem) => problems.push(problem),
         }
@@ -60,11 +210,16 @@ pub fn load_native_decks(paths: &[std::path::PathBuf]) -> Result<Vec<Deck>, Stri
             ));
         }
     }
-    if problems.is_empty() {
-        Ok(decks)
-    } else {
-        Err(problems.join("\n"))
+    if !problems.is_empty() {
+        return Err(problems.join("\n"));
     }
+    Ok(match states {
+        Some(states) => decks
+            .into_iter()
+            .map(|deck| deck.with_npanxx_states(std::sync::Arc::clone(&states)))
+            .collect(),
+        None => decks,
+    })
 }
 
 /// Loads a CGRateS tariff plan folder (`Destinations.csv`, `Timings.csv`, `Rates.csv`,
@@ -114,73 +269,6 @@ pub fn load_cgrates_plan(folder: &Path) -> Result<CgratesPlan, String> {
         rating_profiles: file(5),
     })
     .map_err(|error| format!("{} ({})", error, folder.display()))
-}
-
-/// The deck formats `tollgate rate` reads, chosen with `--deck-format`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum DeckFormat {
-    /// tollgate's own CSV, with an optional TOML manifest beside it.
-    #[default]
-    Native,
-    /// NPA-NXX rows with interstate, intrastate and indeterminate rates; needs `--npanxx-states`.
-    UsJurisdictional,
-    /// A CGRateS tariff plan folder; the CDR's account is the CGRateS subject.
-    Cgrates,
-}
-
-/// Loads every deck of one format. A US jurisdictional deck needs the NPA-NXX states file that
-/// decides each call's jurisdiction, and only it uses one. Every problem of every file is listed.
-pub fn load_decks(
-    format: DeckFormat,
-    paths: &[std::path::PathBuf],
-    npanxx_states: Option<&Path>,
-) -> Result<Vec<Deck>, String> {
-    match (format, npanxx_states) {
-        (DeckFormat::Cgrates, _) => Err(
-            "a CGRateS tariff plan is not a deck: it is loaded with load_cgrates_plan".to_string(),
-        ),
-        (DeckFormat::Native, None) => load_native_decks(paths),
-        (DeckFormat::Native, Some(_)) => {
-            Err("--npanxx-states is only used by --deck-format us-jurisdictional decks".to_string())
-        }
-        (DeckFormat::UsJurisdictional, None) => Err(
-            "--deck-format us-jurisdictional needs --npanxx-states FILE (npanxx,state[,lata]) to \
-             tell interstate from intrastate calls"
-                .to_string(),
-        ),
-        (DeckFormat::UsJurisdictional, Some(states_path)) => {
-            let mut problems = Vec::new();
-            let states = load_npanxx_states(states_path)
-                .map_err(|problem| problems.push(problem))
-                .ok()
-                .map(std::sync::Arc::new);
-            let mut decks = Vec::new();
-            for path in paths {
-                match load_us_jurisdictional_deck(path) {
-                    Ok(deck) => decks.push(deck),
-                    Err(problem) => problems.push(problem),
-                }
-            }
-            for (index, deck) in decks.iter().enumerate() {
-                if decks[..index]
-                    .iter()
-                    .any(|earlier| earlier.name == deck.name)
-                {
-                    problems.push(format!(
-                        "two decks are named {}: give each a distinct name in its manifest",
-                        deck.name
-                    ));
-                }
-            }
-            match states {
-                Some(states) if problems.is_empty() => Ok(decks
-                    .into_iter()
-                    .map(|deck| deck.with_npanxx_states(std::sync::Arc::clone(&states)))
-                    .collect()),
-                _ => Err(problems.join("\n")),
-            }
-        }
-    }
 }
 
 /// Loads a US jurisdictional deck (`NAME.csv`, and `NAME.toml` beside it when present), without
@@ -238,17 +326,7 @@ impl DeckFiles {
 fn read_deck_files(csv_path: &Path) -> Result<DeckFiles, String> {
     let csv = std::fs::read(csv_path)
         .map_err(|error| format!("cannot read deck {}: {error}", csv_path.display()))?;
-    let manifest_path = csv_path.with_extension("toml");
-    let manifest = match std::fs::read_to_string(&manifest_path) {
-        Ok(text) => Some(text),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-        Err(error) => {
-            return Err(format!(
-                "cannot read deck manifest {}: {error}",
-                manifest_path.display()
-            ));
-        }
-    };
+    let manifest = read_manifest_beside(csv_path)?;
     let csv_file_name = csv_path.display().to_string();
     Ok(DeckFiles {
         default_name: csv_path
@@ -257,7 +335,7 @@ fn read_deck_files(csv_path: &Path) -> Result<DeckFiles, String> {
             .unwrap_or_else(|| csv_file_name.clone()),
         csv_file_name,
         csv,
-        manifest_file_name: manifest_path.display().to_string(),
+        manifest_file_name: csv_path.with_extension("toml").display().to_string(),
         manifest,
     })
 }

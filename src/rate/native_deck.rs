@@ -70,7 +70,7 @@ struct RawBand {
     windows: Vec<String>,
 }
 
-/// A deck's settings from its manifest (shared with the other CSV deck formats).
+/// A deck's settings from its manifest, defaults applied. Peer formats read the same manifest.
 pub(crate) struct DeckSettings {
     pub(crate) name: String,
     pub(crate) currency: String,
@@ -512,7 +512,7 @@ pub(crate) fn parse_seconds(
 }
 
 /// `YYYY-MM-DD` (midnight in the deck's time zone) or RFC 3339; empty means open-ended.
-fn parse_effective_date(
+pub(crate) fn parse_effective_date(
     column: &str,
     text: &str,
     time_zone: Tz,

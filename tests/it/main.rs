@@ -13,6 +13,8 @@ mod crash_recovery;
 mod daemon;
 /// Running the daemon in tests.
 mod daemon_support;
+/// Peer deck formats (KAZOO, ASTPP, A2Billing): rating, `deck check` and `deck convert`.
+mod deck_formats;
 /// Deck loading: a bad deck is refused whole with every problem named.
 mod deck_loading;
 /// The portal API: tokens, tenant isolation, unbilled calls.
