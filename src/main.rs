@@ -612,6 +612,9 @@ fn main() -> ExitCode {
             if from_micros >= to_micros {
                 anyhow::bail!("--from must be before --to");
             }
+            deck_format
+                .check_outside_batch()
+                .map_err(|problem| anyhow::anyhow!(problem))?;
             let loaded = load_decks(deck_format, &decks, None)
                 .map_err(|problems| anyhow::anyhow!(problems))?;
             let quiet = !std::io::stderr().is_terminal();

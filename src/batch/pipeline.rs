@@ -15,7 +15,7 @@ use super::trunk_pass::{BillingClasses, classify_by_trunk_sweep};
 use crate::credit::accounts::{AccountBook, parse_accounts_csv};
 use crate::credit::trunks::TrunkEligibility;
 use crate::ingest::canonical_csv::{CanonicalColumns, read_canonical_header};
-use crate::ingest::deck_files::{DeckFormat, load_cgrates_plan, load_decks};
+use crate::ingest::deck_files::{DeckFormat, load_cgrates_plan, load_decks_with_notes};
 use crate::ingest::parquet_cdrs::ParquetCdrReader;
 use crate::ingest::record_blocks::RecordBlockReader;
 use crate::ingest::switch_cdrs::json_documents::JsonDocumentBatch;
@@ -329,12 +329,16 @@ fn load_rating_context(job: &RateJob) -> anyhow::Result<(RatingContext, Option<A
             "--rounding-scope is for CGRateS plans; a native deck sets its rounding in its manifest"
         );
     }
-    let decks = load_decks(
+    let (decks, notes) = load_decks_with_notes(
         job.deck_format,
         &job.deck_paths,
         job.npanxx_states.as_deref(),
     )
     .map_err(|problems| anyhow!(problems))?;
+    // A column ignored or a row shadowed changes what prices a call: say so, once per run.
+    for note in notes {
+        eprintln!("tollgate: note: {note}");
+    }
     let (deck_choice, book) = match &job.accounts_path {
         None if decks.len() == 1 => (DeckChoice::Single(0), None),
         None => bail!(
@@ -394,7 +398,7 @@ fn load_cgrates_context(job: &RateJob) -> anyhow::Result<(RatingContext, Option<
     let plan = load_cgrates_plan(plan_folder).map_err(|problems| anyhow!(problems))?;
     // What loaded but deserves a look (a data rate, a text prefix) goes to stderr, once per run.
     for note in &plan.notes {
-        eprintln!("tollgate: note: {} {note}", plan_folder.display());
+        eprintln!("tollgate: note: {}: {note}", plan_folder.display());
     }
     let rounding = match options.rounding_scope {
         Some(RoundingScopeChoice::Call) => CgratesRounding::Exact,

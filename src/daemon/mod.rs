@@ -59,6 +59,10 @@ pub fn run_daemon(config: ServeConfig) -> anyhow::Result<()> {
     let location = StoreLocation::from_settings(config.database_url.as_deref(), &config.data_dir)?;
     let mut store = open_store(&location)?;
     let deck_paths = config.deck_paths()?;
+    config
+        .deck_format
+        .check_outside_batch()
+        .map_err(|problem| anyhow!(problem))?;
     let decks =
         load_decks(config.deck_format, &deck_paths, None).map_err(|problems| anyhow!(problems))?;
     store.record_decks(

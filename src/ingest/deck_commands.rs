@@ -1,7 +1,7 @@
 //! `tollgate deck check` and `tollgate deck convert`: load a deck in any format, say what is in
 //! it or what is wrong with it, and write it in the native format when that can express it.
 
-use super::deck_files::{DeckFormat, LoadedDeck, load_deck_with_notes};
+use super::deck_files::{DeckFormat, LoadedDeck, load_cgrates_plan, load_deck_with_notes};
 use crate::rate::deck_summary::summarize_deck;
 use crate::rate::native_export::write_native_deck;
 use std::fmt::Write as _;
@@ -18,11 +18,17 @@ fn choose_format(format: Option<DeckFormat>, path: &Path) -> Result<(DeckFormat,
     if let Some(format) = format {
         return Ok((format, format!("format {} (given)", format.name())));
     }
+    if path.is_dir() {
+        return Ok((
+            DeckFormat::Cgrates,
+            "format cgrates (a folder: a CGRateS tariff plan)".to_string(),
+        ));
+    }
     let bytes = std::fs::read(path)
         .map_err(|error| format!("cannot read deck {}: {error}", path.display()))?;
     let format = DeckFormat::detect(&bytes).ok_or_else(|| {
         format!(
-            "cannot tell the format of {} from its header: give --deck-format native, kazoo, astpp or a2billing",
+            "cannot tell the format of {} from its header: give --deck-format native, kazoo, astpp, a2billing, us-jurisdictional or cgrates",
             path.display()
         )
     })?;
@@ -44,6 +50,26 @@ pub fn check_deck(format: Option<DeckFormat>, path: &Path) -> DeckCheck {
         }
     };
     let mut report = format!("{}: {format_line}\n", path.display());
+    if format == DeckFormat::Cgrates {
+        let loaded = load_cgrates_plan(path).map(|plan| {
+            let mut summary = plan.summary();
+            for note in &plan.notes {
+                let _ = writeln!(summary, "  note: {note}");
+            }
+            summary
+        });
+        let accepted = loaded.is_ok();
+        match loaded {
+            Ok(summary) => {
+                report.push_str(&summary);
+                report.push_str("ok: no problems\n");
+            }
+            Err(problems) => {
+                let _ = writeln!(report, "{problems}");
+            }
+        }
+        return DeckCheck { report, accepted };
+    }
     match load_deck_with_notes(format, path) {
         Ok(LoadedDeck { deck, notes }) => {
             report.push_str(&summarize_deck(&deck).to_string());
@@ -73,6 +99,14 @@ pub fn convert_deck(format: Option<DeckFormat>, path: &Path, out: &Path) -> Resu
         return Err(format!("--out {} must name a .csv file", out.display()));
     }
     let (format, _) = choose_format(format, path)?;
+    if format == DeckFormat::Cgrates {
+        return Err(format!(
+            "{} is a CGRateS tariff plan: the native format cannot express its rating profiles, \
+             fallback subjects and per-increment rounding; rate with it directly \
+             (tollgate rate --deck-format cgrates)",
+            path.display()
+        ));
+    }
     let LoadedDeck { deck, .. } = load_deck_with_notes(format, path)?;
     let files = write_native_deck(&deck).map_err(|reasons| {
         format!(

@@ -41,6 +41,21 @@ impl DeckFormat {
         }
     }
 
+    /// Refuses the formats only the batch rater reads (`tollgate rate`): a CGRateS plan is not a
+    /// deck, and a jurisdictional deck needs an NPA-NXX states file the daemon does not take yet.
+    pub fn check_outside_batch(self) -> Result<(), String> {
+        match self {
+            DeckFormat::Cgrates | DeckFormat::UsJurisdictional => Err(format!(
+                "--deck-format {} is read only by `tollgate rate` for now; the daemon and rerate \
+                 take native, kazoo, astpp and a2billing decks",
+                self.name()
+            )),
+            DeckFormat::Native | DeckFormat::Kazoo | DeckFormat::Astpp | DeckFormat::A2billing => {
+                Ok(())
+            }
+        }
+    }
+
     /// The format a deck file's header names, when it is one tollgate knows.
     pub fn detect(bytes: &[u8]) -> Option<DeckFormat> {
         if looks_like_json(bytes) {
@@ -53,7 +68,9 @@ impl DeckFormat {
         let header = reader.byte_records().next()?.ok()?;
         let names = crate::text::normalized_header_names(header.iter());
         let has = |wanted: &str| names.iter().any(|name| name.starts_with(wanted));
-        if has("min_seconds") {
+        if has("interrate") || has("interstate") || has("ijrate") {
+            Some(DeckFormat::UsJurisdictional)
+        } else if has("min_seconds") {
             Some(DeckFormat::Native)
         } else if has("rate_cost") {
             Some(DeckFormat::Kazoo)
@@ -172,7 +189,18 @@ pub fn load_decks(
     paths: &[std::path::PathBuf],
     npanxx_states: Option<&Path>,
 ) -> Result<Vec<Deck>, String> {
+    load_decks_with_notes(format, paths, npanxx_states).map(|(decks, _)| decks)
+}
+
+/// As [`load_decks`], with what the readers noticed without refusing a deck (a column ignored,
+/// a row shadowed), each prefixed with its deck's file.
+pub fn load_decks_with_notes(
+    format: DeckFormat,
+    paths: &[std::path::PathBuf],
+    npanxx_states: Option<&Path>,
+) -> Result<(Vec<Deck>, Vec<String>), String> {
     let mut decks = Vec::new();
+    let mut notes = Vec::new();
     let mut problems = Vec::new();
     let states = match (format, npanxx_states) {
         (DeckFormat::UsJurisdictional, Some(states_path)) => load_npanxx_states(states_path)
@@ -194,8 +222,16 @@ pub fn load_decks(
         (_, None) => None,
     };
     for path in paths {
-        match load_deck(format, path) {
-            Ok(deck) => decks.push(deck),
+        match load_deck_with_notes(format, path) {
+            Ok(loaded) => {
+                notes.extend(
+                    loaded
+                        .notes
+                        .into_iter()
+                        .map(|note| format!("{}: {note}", path.display())),
+                );
+                decks.push(loaded.deck);
+            }
             Err(problem) => problems.push(problem),
         }
     }
@@ -213,13 +249,14 @@ pub fn load_decks(
     if !problems.is_empty() {
         return Err(problems.join("\n"));
     }
-    Ok(match states {
+    let decks = match states {
         Some(states) => decks
             .into_iter()
             .map(|deck| deck.with_npanxx_states(std::sync::Arc::clone(&states)))
             .collect(),
         None => decks,
-    })
+    };
+    Ok((decks, notes))
 }
 
 /// Loads a CGRateS tariff plan folder (`Destinations.csv`, `Timings.csv`, `Rates.csv`,

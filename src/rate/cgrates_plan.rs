@@ -31,8 +31,10 @@ pub const PLAN_PRICE_DECIMALS_MAX: u32 = super::native_deck::PRICE_DECIMALS_MAX;
 /// those are rounded to this instead, which changes a cost only where its exact value has more
 /// decimals than this.
 pub const PLAN_COST_DECIMALS_MAX: u32 = super::native_deck::COST_DECIMALS_MAX;
-/// The longest rate unit, increment or group start that prices calls: a day.
-const PLAN_DURATION_SECONDS_MAX: u64 = 86_400;
+/// The longest rate unit, increment or group start that prices calls: 2^24 units, enough for a
+/// data rate per mebibyte written as a bare number (1048576), small enough that every exact sum
+/// stays far inside i128.
+const PLAN_DURATION_SECONDS_MAX: u64 = 1 << 24;
 /// The least common multiple of every rate unit must stay below this, so that exact sums of
 /// per-second prices fit comfortably in i128.
 const PLAN_UNIT_DENOMINATOR_MAX: i128 = 1_000_000_000;
@@ -79,6 +81,51 @@ pub struct CgratesPlan {
     pub notes: Vec<String>,
     pub n_rates: usize,
     pub n_timings: usize,
+}
+
+impl CgratesPlan {
+    /// What `tollgate deck check` says about a plan that loaded.
+    pub fn summary(&self) -> String {
+        let n_activations: usize = self.profiles.values().map(Vec::len).sum();
+        let mut activation_times: Vec<i64> = self
+            .profiles
+            .values()
+            .flatten()
+            .map(|activation| activation.time_micros)
+            .collect();
+        activation_times.sort_unstable();
+        let time_text = |micros: Option<&i64>| {
+            micros
+                .and_then(|&micros| chrono::DateTime::from_timestamp_micros(micros))
+                .map_or_else(|| "-".to_string(), |time| time.to_rfc3339())
+        };
+        let mut tenants: Vec<String> = self
+            .profiles
+            .keys()
+            .map(|key| format!("{}:{}", key.tenant, key.category))
+            .collect();
+        tenants.sort();
+        tenants.dedup();
+        format!(
+            "  plan {}@{}\n  {} rating profiles ({} activations, {} to {}) for tenant:category {}\n  \
+             {} rating plans, {} destinations, {} prefixes, {} rates, {} timings\n  \
+             prices to {} decimals, costs to {} decimals\n",
+            self.name,
+            self.version,
+            self.profiles.len(),
+            n_activations,
+            time_text(activation_times.first()),
+            time_text(activation_times.last()),
+            tenants.join(", "),
+            self.rating_plans.len(),
+            self.destination_names.len(),
+            self.prefixes.len(),
+            self.n_rates,
+            self.n_timings,
+            self.price_decimals,
+            self.cost_decimals,
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -469,13 +516,23 @@ fn read_destinations(
         });
         // CGRateS matches any text (`voicemail`); a normalised callee is digits, so such a
         // prefix can never match one. It is kept out of the index, and said.
-        if !prefix.bytes().all(|byte| byte.is_ascii_digit())
-            || prefix.len() > crate::cdr::NUMBER_DIGITS_MAX
-        {
+        if !prefix.bytes().all(|byte| byte.is_ascii_digit()) {
             notes.push(format!(
                 "Destinations.csv:{}: prefix {:?} of {name} is not digits: no call number matches it",
                 row.line,
                 row.field(1)
+            ));
+            continue;
+        }
+        if prefix.len() > super::prefix_index::PREFIX_DIGITS_MAX {
+            problems.push(DeckProblem::row(
+                "Destinations.csv",
+                row.line,
+                Some("Prefix"),
+                format!(
+                    "{prefix} is longer than {} digits",
+                    super::prefix_index::PREFIX_DIGITS_MAX
+                ),
             ));
             continue;
         }
@@ -647,13 +704,13 @@ fn slot_in_seconds(
     const NANOSECONDS_PER_SECOND: u128 = 1_000_000_000;
     let seconds = |nanoseconds: u128, name: &str| -> Result<u64, String> {
         if !nanoseconds.is_multiple_of(NANOSECONDS_PER_SECOND) {
-            return Err(format!(
-                "its {name} is not a whole number of seconds (a data or SMS rate?)"
-            ));
+            return Err(format!("its {name} is not a whole number of seconds"));
         }
         let seconds = nanoseconds / NANOSECONDS_PER_SECOND;
         if seconds > u128::from(PLAN_DURATION_SECONDS_MAX) {
-            return Err(format!("its {name} is longer than a day"));
+            return Err(format!(
+                "its {name} is more than {PLAN_DURATION_SECONDS_MAX} seconds"
+            ));
         }
         Ok(seconds as u64)
     };
@@ -1030,18 +1087,20 @@ fn parse_price(text: &str) -> Result<Decimal, String> {
     Ok(value.abs())
 }
 
-/// A duration as CGRateS reads one: Go's syntax (`60s`, `1m`, `1m30s`, `1.5m`, `500ms`), or a
-/// bare number, which CGRateS takes as nanoseconds (data and SMS rates count bytes and messages
-/// that way). In nanoseconds.
+/// A duration as a tariff plan writes one: Go's syntax (`60s`, `1m`, `1m30s`, `1.5m`, `500ms`),
+/// or a bare number of seconds. A bare number is what SMS and data rates use for messages and
+/// bytes; read as seconds, a CDR that gives its message or byte count as billsec is priced as
+/// CGRateS prices that usage. In nanoseconds.
 pub fn parse_duration_nanoseconds(text: &str) -> Result<u128, String> {
     let not_a_duration = || format!("{text:?} is not a duration such as 60s or 1m");
     if text.is_empty() {
         return Err(not_a_duration());
     }
-    if let Ok(nanoseconds) = Decimal::from_str(text) {
-        return u128::try_from(nanoseconds.trunc())
-            .ok()
-            .filter(|_| nanoseconds.fract().is_zero())
+    if let Ok(seconds) = Decimal::from_str(text) {
+        return seconds
+            .checked_mul(Decimal::from(1_000_000_000))
+            .filter(|nanoseconds| nanoseconds.fract().is_zero())
+            .and_then(|nanoseconds| u128::try_from(nanoseconds).ok())
             .ok_or_else(not_a_duration);
     }
     let mut nanoseconds: u128 = 0;
@@ -1130,14 +1189,16 @@ mod tests {
         check("1.5m", Ok(90 * SECOND));
         check("0s", Ok(0));
         check("500ms", Ok(SECOND / 2));
-        // A bare number is nanoseconds, as CGRateS reads it (bytes and messages for data and SMS).
+        // A bare number is seconds (or messages, or bytes).
         check("0", Ok(0));
-        check("1048576", Ok(1_048_576));
+        check("60", Ok(60 * SECOND));
+        check("1048576", Ok(1_048_576 * SECOND));
+        check("1.5", Ok(SECOND * 3 / 2));
         check("", Err(()));
         check("s", Err(()));
         check("10x", Err(()));
         check("-1s", Err(()));
-        check("1.5", Err(()));
+        check("-1", Err(()));
     }
 
     #[test]
@@ -1162,14 +1223,14 @@ mod tests {
             10_240,
             0,
             false,
-            Err("its increment is not a whole number of seconds (a data or SMS rate?)"),
+            Err("its increment is not a whole number of seconds"),
         );
         check(
-            2 * 86_400 * SECOND,
+            (1 << 25) * SECOND,
             SECOND,
             0,
             false,
-            Err("its unit is longer than a day"),
+            Err("its unit is more than 16777216 seconds"),
         );
     }
 

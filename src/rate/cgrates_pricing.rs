@@ -90,11 +90,13 @@ pub fn price_cgrates_call(
         return Ok(CgratesCharge {
             billable_seconds: 0,
             cost_mantissa: 0,
-            matched: periods.ok().map(|periods| matched_rate(plan, &periods[0])),
+            matched: periods
+                .ok()
+                .map(|periods| matched_rate(plan, &periods[0], time_zone)),
         });
     }
     let periods = periods?;
-    let matched = matched_rate(plan, &periods[0]);
+    let matched = matched_rate(plan, &periods[0], time_zone);
     let (billable_seconds, cost_mantissa) =
         price_periods(plan, call, &periods, rounding, time_zone)?;
     Ok(CgratesCharge {
@@ -265,6 +267,11 @@ fn match_destination<'p>(
     rating_plan
         .intervals_by_destination
         .get(&ANY_DESTINATION)
+        .filter(|intervals| {
+            intervals
+                .iter()
+                .any(|interval| interval.timing.is_active_at(date, second_of_day))
+        })
         .map(|intervals| RatingPeriod {
             from_micros: instant_micros,
             destination: ANY_DESTINATION,
@@ -363,13 +370,16 @@ fn price_periods(
         }
         let midnight_micros = next_local_midnight(time_zone, date);
         span_end = span_end.min(seconds_after(call.start_micros, midnight_micros));
+        // On a day whose clocks go back, a start time can map to an instant already passed.
         if let Some(change_micros) = next_interval_change(
             period.intervals,
             interval_index,
             date,
             second_of_day,
             time_zone,
-        ) {
+        )
+        .filter(|&change_micros| change_micros > now_micros)
+        {
             span_end = span_end.min(seconds_after(call.start_micros, change_micros));
         }
         let span_seconds = span_end.max(offset_seconds + 1) - offset_seconds;
@@ -443,8 +453,10 @@ fn next_interval_change(
     })
 }
 
-fn matched_rate(plan: &CgratesPlan, period: &RatingPeriod<'_>) -> MatchedRate {
-    let rating = &period.intervals[0].rating;
+fn matched_rate(plan: &CgratesPlan, period: &RatingPeriod<'_>, time_zone: Tz) -> MatchedRate {
+    let (date, second_of_day) = local_date_and_second(time_zone, period.from_micros);
+    let interval = select_interval(period.intervals, date, second_of_day).unwrap_or(0);
+    let rating = &period.intervals[interval].rating;
     MatchedRate {
         destination: period.destination,
         prefix_length: period.prefix_length,
@@ -794,6 +806,14 @@ mod tests {
         let charge = price_cgrates_call(&plan, &call, exact, chrono_tz::UTC).unwrap();
         assert_eq!((charge.cost_mantissa, charge.billable_seconds), (0, 0));
         assert!(charge.matched.is_some());
+        // The rate shown is the one in force at the start (peak at 10:00, 0.6/min at 3
+        // decimals), not the destination's first interval (off-peak).
+        call.destination = "4930123456";
+        call.start_micros = chrono::DateTime::parse_from_rfc3339("2025-03-03T10:00:00Z")
+            .unwrap()
+            .timestamp_micros();
+        let charge = price_cgrates_call(&plan, &call, exact, chrono_tz::UTC).unwrap();
+        assert_eq!(charge.matched.unwrap().price_per_minute_mantissa, 600);
         call.billsec = 30;
         call.answered = false;
         call.destination = "33123456789";

@@ -69,6 +69,12 @@ pub fn write_native_deck(deck: &Deck) -> Result<NativeDeckFiles, Vec<String>> {
 
 /// One native row, or why the rate has no native form.
 fn native_row(deck: &Deck, rate: &Rate) -> Result<Vec<String>, String> {
+    if let Some(jurisdiction) = rate.jurisdiction {
+        return Err(format!(
+            "an {} rate: the native format has no per-jurisdiction rates",
+            jurisdiction.as_str()
+        ));
+    }
     let slots = &rate.slots;
     let (min_seconds, increment) = match slots.as_slice() {
         [only] => (0, only.increment_seconds),

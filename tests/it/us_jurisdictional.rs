@@ -238,3 +238,28 @@ fn the_states_file_goes_with_jurisdictional_decks_only() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn deck_check_knows_the_format_and_convert_refuses_per_jurisdiction_rates() {
+    let deck = path("fixtures/decks/us-jurisdictional.csv");
+    let output = tollgate(&["deck", "check", &deck]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("format us-jurisdictional"), "{stdout}");
+    let folder = tempfile::tempdir().unwrap();
+    let converted = folder.path().join("converted.csv");
+    let output = tollgate(&[
+        "deck",
+        "convert",
+        &deck,
+        "--out",
+        converted.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the native format has no per-jurisdiction rates"),
+        "{stderr}"
+    );
+    assert!(!converted.exists());
+}

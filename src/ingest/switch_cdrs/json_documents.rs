@@ -158,6 +158,11 @@ impl<R: BufRead> JsonDocumentReader<R> {
                         range: document_start..batch.bytes.len(),
                     });
                     step_result = step(&mut self.scan, byte);
+                    // A file of stray (non-object) documents ends each one here, never with
+                    // EndWith: the batch must still end once it is full, where no document has
+                    // begun.
+                    batch_full =
+                        matches!(step_result, Step::Skip) && batch.bytes.len() >= BLOCK_BYTES;
                 }
                 match step_result {
                     Step::Skip | Step::EndBefore => {}
@@ -310,6 +315,23 @@ mod tests {
             let n_separators = bytes.iter().filter(|b| b" \n,[]".contains(b)).count();
             proptest::prop_assert!(n_document_bytes + n_separators >= bytes.len());
         }
+    }
+
+    #[test]
+    fn a_file_of_stray_lines_comes_in_bounded_batches() {
+        // Not JSON objects at all (a CSV given as KAZOO): each line ends as a stray document.
+        let line = format!("cdr,{},x\n", "y".repeat(100));
+        let text = line.repeat(50_000);
+        let mut reader = JsonDocumentReader::new(io::BufReader::new(text.as_bytes()));
+        let mut n_batches = 0;
+        let mut n_documents = 0;
+        while let Some(batch) = reader.next_batch().unwrap() {
+            n_batches += 1;
+            n_documents += batch.documents.len();
+            assert!(batch.bytes.len() < BLOCK_BYTES + line.len());
+        }
+        assert!(n_batches > 1);
+        assert!(n_documents > 0);
     }
 
     #[test]
