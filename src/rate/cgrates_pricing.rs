@@ -841,3 +841,209 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Arbitrary plans (built from plausible and broken pieces of each file) never make the
+    //! parser or the pricer panic or loop, and an accepted plan never prices a call below zero or
+    //! bills less than its duration.
+
+    use super::*;
+    use crate::rate::cgrates_plan::{PlanFile, TariffPlanText, parse_cgrates_plan};
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    /// Every id a row refers to exists, so most plans load and the pricer gets exercised; the
+    /// values still include zero units, sub-second increments, odd weights and timings.
+    fn plan_files() -> impl Strategy<Value = [String; 6]> {
+        let prefix = select(vec!["1", "12", "49", "491", "4915", "+44", "voicemail"]);
+        let destinations = proptest::collection::vec((0..3u8, prefix), 3..8).prop_map(|rows| {
+            let mut text: Vec<String> = (0..3).map(|id| format!("D{id},9{id}")).collect();
+            text.extend(rows.iter().map(|(id, prefix)| format!("D{id},{prefix}")));
+            text.join("\n")
+        });
+        let timing = (
+            select(vec!["*any", "2025", "2024;2026"]),
+            select(vec!["*any", "1;2", "3", "12"]),
+            select(vec!["*any", "1", "28;29;30;31"]),
+            select(vec!["*any", "1;2;3;4;5", "6;7", "0"]),
+            select(vec![
+                "00:00:00", "08:00:00", "18:00:00", "23:59:59", "*asap", "02:30:00",
+            ]),
+        )
+            .prop_map(|(years, months, days, week_days, time)| {
+                format!("{years},{months},{days},{week_days},{time}")
+            });
+        let timings = proptest::collection::vec(timing, 3).prop_map(|rows| {
+            rows.iter()
+                .enumerate()
+                .map(|(id, row)| format!("T{id},{row}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        let durations = vec![
+            "1s", "60s", "1m", "0", "7", "500ms", "1h", "30s", "1.5m", "6",
+        ];
+        let rate_row = (
+            select(vec!["0", "0.1", "0.4", "", "1.2345678"]),
+            select(vec!["0", "0.01", "0.2", "1", "5.55555", "9999"]),
+            select(durations.clone()),
+            select(durations),
+        );
+        let rates = (
+            proptest::collection::vec(rate_row.clone(), 3),
+            proptest::collection::vec(
+                (0..3u8, select(vec!["30s", "60s", "1m30s"]), rate_row),
+                0..4,
+            ),
+        )
+            .prop_map(|(base, extra)| {
+                let mut text: Vec<String> = base
+                    .iter()
+                    .enumerate()
+                    .map(|(id, (fee, price, unit, increment))| {
+                        format!("R{id},{fee},{price},{unit},{increment},0s")
+                    })
+                    .collect();
+                text.extend(
+                    extra
+                        .iter()
+                        .map(|(id, start, (fee, price, unit, increment))| {
+                            format!("R{id},{fee},{price},{unit},{increment},{start}")
+                        }),
+                );
+                text.join("\n")
+            });
+        let destination_rate = (
+            select(vec!["D0", "D1", "D2", "*any"]),
+            0..3u8,
+            select(vec!["*up", "*middle", "*down"]),
+            select(vec!["0", "2", "4", "5", "8", "20"]),
+            select(vec!["", "0", "0.5", "5"]),
+            select(vec!["", "*free", "*disconnect"]),
+        );
+        let destination_rates = proptest::collection::vec(destination_rate, 3).prop_map(|rows| {
+            rows.iter()
+                .enumerate()
+                .map(
+                    |(id, (destination, rate, method, decimals, max_cost, strategy))| {
+                        format!(
+                            "DR{id},{destination},R{rate},{method},{decimals},{max_cost},{strategy}"
+                        )
+                    },
+                )
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        let rating_plans = proptest::collection::vec(
+            (
+                0..2u8,
+                0..3u8,
+                select(vec!["*any", "T0", "T1", "T2"]),
+                select(vec!["0", "10", "20"]),
+            ),
+            2..8,
+        )
+        .prop_map(|rows| {
+            let mut text = vec!["RP0,DR0,*any,10".to_string(), "RP1,DR1,T0,10".to_string()];
+            text.extend(rows.iter().map(|(id, destination_rate, timing, weight)| {
+                format!("RP{id},DR{destination_rate},{timing},{weight}")
+            }));
+            text.join("\n")
+        });
+        let profiles = proptest::collection::vec(
+            (
+                select(vec!["1001", "2002", "*any"]),
+                select(vec![
+                    "2024-01-01T00:00:00Z",
+                    "2025-03-03T12:00:00Z",
+                    "2025-11-02T06:30:00Z",
+                ]),
+                0..2u8,
+                select(vec!["", "1001", "2002;*any", "*any"]),
+            ),
+            1..5,
+        )
+        .prop_map(|rows| {
+            let mut seen = std::collections::HashSet::new();
+            rows.iter()
+                .filter(|(subject, activation, _, _)| seen.insert((*subject, *activation)))
+                .map(|(subject, activation, plan, fallback)| {
+                    format!("cgrates.org,call,{subject},{activation},RP{plan},{fallback}")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        (
+            destinations,
+            timings,
+            rates,
+            destination_rates,
+            rating_plans,
+            profiles,
+        )
+            .prop_map(|(a, b, c, d, e, f)| [a, b, c, d, e, f])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn arbitrary_plans_price_calls_without_panic(
+            files in plan_files(),
+            calls in proptest::collection::vec(
+                (
+                    select(vec!["1001", "2002", "3003"]),
+                    select(vec!["4915123", "491234", "1212555", "999", "90", "44"]),
+                    1_704_067_200_000_000i64..1_798_761_600_000_000,
+                    0u32..200_000,
+                ),
+                1..6,
+            ),
+        ) {
+            let names = [
+                "Destinations.csv", "Timings.csv", "Rates.csv",
+                "DestinationRates.csv", "RatingPlans.csv", "RatingProfiles.csv",
+            ];
+            let file = |index: usize| Some(PlanFile { name: names[index], bytes: files[index].as_bytes() });
+            let parsed = parse_cgrates_plan(&TariffPlanText {
+                plan_name: "arbitrary",
+                destinations: file(0),
+                timings: file(1),
+                rates: file(2),
+                destination_rates: file(3),
+                rating_plans: file(4),
+                rating_profiles: file(5),
+            });
+            let plan = match parsed {
+                Ok(plan) => plan,
+                Err(error) => {
+                    prop_assert!(!error.problems.is_empty());
+                    return Ok(());
+                }
+            };
+            for (subject, destination, start_micros, billsec) in calls {
+                let call = CgratesCall {
+                    tenant: "cgrates.org",
+                    category: "call",
+                    subject,
+                    destination,
+                    direction: Direction::Outbound,
+                    start_micros,
+                    billsec,
+                    answered: true,
+                };
+                for rounding in [
+                    CgratesRounding::Exact,
+                    CgratesRounding::Compatible { increment_decimals: 5 },
+                ] {
+                    for time_zone in [chrono_tz::UTC, chrono_tz::America::New_York] {
+                        if let Ok(charge) = price_cgrates_call(&plan, &call, rounding, time_zone) {
+                            prop_assert!(charge.cost_mantissa >= 0);
+                            prop_assert!(charge.billable_seconds >= billsec);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
