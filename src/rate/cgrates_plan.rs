@@ -1149,24 +1149,20 @@ fn lcm(a: i128, b: i128) -> i128 {
 }
 
 fn plan_version(text: &TariffPlanText<'_>) -> String {
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    for file in [
+    let files = [
         &text.destinations,
         &text.timings,
         &text.rates,
         &text.destination_rates,
         &text.rating_plans,
         &text.rating_profiles,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        hasher.update(file.name.as_bytes());
-        hasher.update(&[0]);
-        hasher.update(file.bytes);
-        hasher.update(&[0]);
-    }
-    format!("{:016x}", hasher.digest())[..12].to_string()
+    ];
+    super::deck::deck_version(
+        files
+            .into_iter()
+            .flatten()
+            .flat_map(|file| [file.name.as_bytes(), &[0], file.bytes, &[0]]),
+    )
 }
 
 #[cfg(test)]

@@ -10,6 +10,16 @@ use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use std::sync::Arc;
 
+/// A deck's version: the first 12 hex digits of a digest of `parts` (its files' bytes, in order),
+/// so a rated call records exactly which files priced it.
+pub fn deck_version<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    format!("{:016x}", hasher.digest())[..12].to_string()
+}
+
 /// Index of a rate in its deck's `rates`.
 pub type RateId = u32;
 
@@ -303,10 +313,10 @@ impl Deck {
     /// deck's version takes in the table's digest: the same deck with another table prices calls
     /// differently, so it is another version.
     pub fn with_npanxx_states(mut self, states: Arc<NpaNxxStates>) -> Deck {
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        hasher.update(self.version.as_bytes());
-        hasher.update(&states.digest().to_le_bytes());
-        self.version = format!("{:016x}", hasher.digest())[..12].to_string();
+        self.version = deck_version([
+            self.version.as_bytes(),
+            states.digest().to_le_bytes().as_slice(),
+        ]);
         self.npanxx_states = Some(states);
         self
     }

@@ -402,14 +402,12 @@ pub(crate) fn finish_peer_deck(
             }
         })
         .collect();
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    hasher.update(text.csv);
-    if let Some(manifest) = text.manifest {
-        hasher.update(manifest.as_bytes());
-    }
     let deck = Deck::assemble(DeckParts {
         name: settings.name,
-        version: format!("{:016x}", hasher.digest())[..12].to_string(),
+        version: super::deck::deck_version([
+            text.csv,
+            text.manifest.unwrap_or_default().as_bytes(),
+        ]),
         currency: settings.currency,
         time_zone: settings.time_zone,
         rounding: settings.rounding,

@@ -441,14 +441,12 @@ fn build_deck(text: &NativeDeckText<'_>, settings: DeckSettings, rows: Vec<Parse
             });
         }
     }
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    hasher.update(text.csv);
-    if let Some(manifest) = text.manifest {
-        hasher.update(manifest.as_bytes());
-    }
     Deck::assemble(DeckParts {
         name: settings.name,
-        version: format!("{:016x}", hasher.digest())[..12].to_string(),
+        version: super::deck::deck_version([
+            text.csv,
+            text.manifest.unwrap_or_default().as_bytes(),
+        ]),
         currency: settings.currency,
         time_zone: settings.time_zone,
         rounding: settings.rounding,
