@@ -82,16 +82,14 @@ pub fn parse_a2billing_deck(text: &PeerDeckText<'_>) -> Result<PeerDeck, DeckErr
     let Some(table) = read_table(file, text.csv, &mut problems) else {
         return finish_peer_deck(text, settings, Vec::new(), problems, notes);
     };
-    for required in ["dialprefix", "rateinitial"] {
-        if table.column(&[required]).is_none() {
-            problems.push(DeckProblem::row(
-                file,
-                1,
-                Some(required),
-                "required column is missing".to_string(),
-            ));
-        }
-    }
+    table.require_columns(
+        file,
+        &[
+            ("dialprefix", &["dialprefix"]),
+            ("rateinitial", &["rateinitial"]),
+        ],
+        &mut problems,
+    );
     if !problems.is_empty() {
         return finish_peer_deck(text, settings, Vec::new(), problems, notes);
     }

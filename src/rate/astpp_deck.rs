@@ -75,16 +75,11 @@ pub fn parse_astpp_deck(text: &PeerDeckText<'_>) -> Result<PeerDeck, DeckError> 
     let Some(table) = table else {
         return finish_peer_deck(text, settings, Vec::new(), problems, notes);
     };
-    for (required, names) in [("Code", CODE), ("Per Minute Cost", PER_MINUTE_COST)] {
-        if table.column(names).is_none() {
-            problems.push(DeckProblem::row(
-                file,
-                1,
-                Some(required),
-                "required column is missing".to_string(),
-            ));
-        }
-    }
+    table.require_columns(
+        file,
+        &[("Code", CODE), ("Per Minute Cost", PER_MINUTE_COST)],
+        &mut problems,
+    );
     if !problems.is_empty() {
         return finish_peer_deck(text, settings, Vec::new(), problems, notes);
     }

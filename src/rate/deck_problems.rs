@@ -1,4 +1,5 @@
-//! Why a deck was refused: every problem, each with its file, line and column.
+//! Why a deck was refused: every problem, each with its file, line and column; and reading a
+//! deck's CSV rows so that an unreadable one becomes such a problem.
 
 use std::fmt;
 
@@ -68,3 +69,59 @@ impl fmt::Display for DeckError {
 }
 
 impl std::error::Error for DeckError {}
+
+/// A reader of a deck's CSV that yields every row, the header too, and lets each parser check
+/// widths itself (so a short row is a named problem, not a reader error).
+pub fn deck_csv_reader(csv: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(csv)
+}
+
+/// A row with its 1-based line, or `None` after naming the problem when it cannot be read.
+pub fn readable_row(
+    file: &str,
+    record: Result<csv::ByteRecord, csv::Error>,
+    problems: &mut Vec<DeckProblem>,
+) -> Option<(u64, csv::ByteRecord)> {
+    match record {
+        Ok(record) => Some((
+            record.position().map_or(0, |position| position.line()),
+            record,
+        )),
+        Err(error) => {
+            let line = error.position().map_or(0, |position| position.line());
+            problems.push(DeckProblem::row(
+                file,
+                line,
+                None,
+                format!("unreadable row: {error}"),
+            ));
+            None
+        }
+    }
+}
+
+/// The first row of a deck's CSV, its header; `None` after naming the problem when the file is
+/// empty or the row cannot be read.
+pub fn header_row(
+    file: &str,
+    records: &mut impl Iterator<Item = Result<csv::ByteRecord, csv::Error>>,
+    problems: &mut Vec<DeckProblem>,
+) -> Option<csv::ByteRecord> {
+    match records.next() {
+        Some(Ok(header)) => Some(header),
+        Some(Err(error)) => {
+            problems.push(DeckProblem::file(
+                file,
+                format!("cannot read the header: {error}"),
+            ));
+            None
+        }
+        None => {
+            problems.push(DeckProblem::file(file, "the deck is empty".to_string()));
+            None
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! Pure: the table's text in, the table or every problem out; no files. See
 //! `docs/us-jurisdictional-decks.md` for the rule and its edge cases.
 
-use super::deck_problems::DeckProblem;
+use super::deck_problems::{DeckProblem, deck_csv_reader, readable_row};
 use std::fmt;
 
 /// Which US jurisdiction a call falls in, and so which of a US jurisdictional deck's three rates
@@ -223,28 +223,14 @@ pub fn parse_npanxx_states(file: &str, text: &[u8]) -> Result<NpaNxxStates, Vec<
         .copied()
         .collect();
     let mut line_of: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(false)
-        .from_reader(text);
+    let mut reader = deck_csv_reader(text);
     let mut columns: Option<StatesColumns> = None;
     let mut n_codes = 0;
     let mut first_row = true;
     for record in reader.byte_records() {
-        let record = match record {
-            Ok(record) => record,
-            Err(error) => {
-                let line = error.position().map_or(0, |position| position.line());
-                problems.push(DeckProblem::row(
-                    file,
-                    line,
-                    None,
-                    format!("unreadable row: {error}"),
-                ));
-                continue;
-            }
+        let Some((line, record)) = readable_row(file, record, &mut problems) else {
+            continue;
         };
-        let line = record.position().map_or(0, |position| position.line());
         let fields: Vec<&str> = record
             .iter()
             .map(|field| {

@@ -80,16 +80,11 @@ pub fn parse_kazoo_deck(text: &PeerDeckText<'_>) -> Result<PeerDeck, DeckError> 
     let Some(table) = read_table(file, text.csv, &mut problems) else {
         return finish_peer_deck(text, settings, Vec::new(), problems, notes);
     };
-    for required in ["prefix", "rate_cost"] {
-        if table.column(&[required]).is_none() {
-            problems.push(DeckProblem::row(
-                file,
-                1,
-                Some(required),
-                "required column is missing".to_string(),
-            ));
-        }
-    }
+    table.require_columns(
+        file,
+        &[("prefix", &["prefix"]), ("rate_cost", &["rate_cost"])],
+        &mut problems,
+    );
     if !problems.is_empty() {
         return finish_peer_deck(text, settings, Vec::new(), problems, notes);
     }

@@ -3,7 +3,7 @@
 
 use super::bands::{Band, BandSchedule, parse_band_window};
 use super::deck::{Deck, DeckParts, Rate, Slot};
-use super::deck_problems::{DeckError, DeckProblem};
+use super::deck_problems::{DeckError, DeckProblem, deck_csv_reader, header_row, readable_row};
 use crate::cdr::Direction;
 use crate::ingest::timestamp::local_midnight_micros;
 use crate::money::{Rounding, RoundingMode, RoundingScope, mantissa_at};
@@ -200,24 +200,10 @@ fn parse_rows(
     problems: &mut Vec<DeckProblem>,
 ) -> Vec<ParsedRow> {
     let file = text.csv_file_name;
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(false)
-        .from_reader(text.csv);
+    let mut reader = deck_csv_reader(text.csv);
     let mut records = reader.byte_records();
-    let header = match records.next() {
-        Some(Ok(header)) => header,
-        Some(Err(error)) => {
-            problems.push(DeckProblem::file(
-                file,
-                format!("cannot read the header: {error}"),
-            ));
-            return Vec::new();
-        }
-        None => {
-            problems.push(DeckProblem::file(file, "the deck is empty".to_string()));
-            return Vec::new();
-        }
+    let Some(header) = header_row(file, &mut records, problems) else {
+        return Vec::new();
     };
     let Some(columns) = DeckColumns::from_header(file, &header, problems) else {
         return Vec::new();
@@ -226,26 +212,9 @@ fn parse_rows(
     let mut first_line_of_key: HashMap<(String, i64, Option<u16>, Option<Direction>), u64> =
         HashMap::new();
     for record in records {
-        let record = match record {
-            Ok(record) => record,
-            Err(error) => {
-                let line = error
-                    .position()
-                    .map(|position| position.line())
-                    .unwrap_or(0);
-                problems.push(DeckProblem::row(
-                    file,
-                    line,
-                    None,
-                    format!("unreadable row: {error}"),
-                ));
-                continue;
-            }
+        let Some((line, record)) = readable_row(file, record, problems) else {
+            continue;
         };
-        let line = record
-            .position()
-            .map(|position| position.line())
-            .unwrap_or(0);
         if record.len() != columns.n_columns {
             problems.push(DeckProblem::row(
                 file,

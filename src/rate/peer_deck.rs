@@ -5,7 +5,7 @@
 //! after that is here, so the formats differ only where their rules do.
 
 use super::deck::{Deck, DeckParts, Rate, Slot};
-use super::deck_problems::{DeckError, DeckProblem};
+use super::deck_problems::{DeckError, DeckProblem, deck_csv_reader, readable_row};
 use super::native_deck::{DeckSettings, NativeDeckText, validate_manifest};
 use crate::cdr::Direction;
 use crate::money::{Rounding, RoundingMode, mantissa_at};
@@ -77,6 +77,25 @@ impl PeerTable {
             .iter()
             .position(|name| names.contains(&name.as_str()))
     }
+
+    /// Names, as a problem on the header line, each `(column, accepted names)` the header lacks.
+    pub fn require_columns(
+        &self,
+        file: &str,
+        required: &[(&str, &[&str])],
+        problems: &mut Vec<DeckProblem>,
+    ) {
+        for &(column, names) in required {
+            if self.column(names).is_none() {
+                problems.push(DeckProblem::row(
+                    file,
+                    1,
+                    Some(column),
+                    "required column is missing".to_string(),
+                ));
+            }
+        }
+    }
 }
 
 impl PeerRow {
@@ -91,27 +110,13 @@ impl PeerRow {
 /// Reads a CSV with a header. Blank lines are skipped, and so is the one empty field a trailing
 /// comma leaves (peer exports end rows with one). Any other row of the wrong width is a problem.
 pub fn read_table(file: &str, csv: &[u8], problems: &mut Vec<DeckProblem>) -> Option<PeerTable> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(false)
-        .from_reader(csv);
+    let mut reader = deck_csv_reader(csv);
     let mut header: Option<Vec<String>> = None;
     let mut rows = Vec::new();
     for record in reader.byte_records() {
-        let record = match record {
-            Ok(record) => record,
-            Err(error) => {
-                let line = error.position().map_or(0, |position| position.line());
-                problems.push(DeckProblem::row(
-                    file,
-                    line,
-                    None,
-                    format!("unreadable row: {error}"),
-                ));
-                continue;
-            }
+        let Some((line, record)) = readable_row(file, record, problems) else {
+            continue;
         };
-        let line = record.position().map_or(0, |position| position.line());
         let mut fields: Vec<String> = record
             .iter()
             .map(|field| String::from_utf8_lossy(field).into_owned())

@@ -10,7 +10,7 @@
 //! one (name, currency, time zone, rounding); bands are refused, since rows have no band.
 
 use super::deck::{Deck, DeckParts, Rate, Slot};
-use super::deck_problems::{DeckError, DeckProblem};
+use super::deck_problems::{DeckError, DeckProblem, deck_csv_reader, header_row, readable_row};
 use super::jurisdiction::{Jurisdiction, npanxx_text, parse_npanxx};
 use super::native_deck::{
     DeckSettings, NativeDeckText, parse_price, parse_seconds, validate_manifest,
@@ -313,24 +313,10 @@ fn parse_rows(
     problems: &mut Vec<DeckProblem>,
 ) -> Vec<ParsedRow> {
     let file = text.csv_file_name;
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(false)
-        .from_reader(text.csv);
+    let mut reader = deck_csv_reader(text.csv);
     let mut records = reader.byte_records();
-    let header = match records.next() {
-        Some(Ok(header)) => header,
-        Some(Err(error)) => {
-            problems.push(DeckProblem::file(
-                file,
-                format!("cannot read the header: {error}"),
-            ));
-            return Vec::new();
-        }
-        None => {
-            problems.push(DeckProblem::file(file, "the deck is empty".to_string()));
-            return Vec::new();
-        }
+    let Some(header) = header_row(file, &mut records, problems) else {
+        return Vec::new();
     };
     let Some(columns) = Columns::from_header(file, &header, problems) else {
         return Vec::new();
@@ -338,20 +324,9 @@ fn parse_rows(
     let mut rows = Vec::new();
     let mut first_line_of_key: HashMap<(String, i64), u64> = HashMap::new();
     for record in records {
-        let record = match record {
-            Ok(record) => record,
-            Err(error) => {
-                let line = error.position().map_or(0, |position| position.line());
-                problems.push(DeckProblem::row(
-                    file,
-                    line,
-                    None,
-                    format!("unreadable row: {error}"),
-                ));
-                continue;
-            }
+        let Some((line, record)) = readable_row(file, record, problems) else {
+            continue;
         };
-        let line = record.position().map_or(0, |position| position.line());
         if record.len() != columns.n_columns {
             problems.push(DeckProblem::row(
                 file,
