@@ -5,5 +5,6 @@ pub mod deck_commands;
 pub mod deck_files;
 pub mod parquet_cdrs;
 pub mod record_blocks;
+pub mod separator_scan;
 pub mod switch_cdrs;
 pub mod timestamp;
