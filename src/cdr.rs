@@ -146,9 +146,10 @@ pub enum NumberProblem {
 /// True for an identifier (source, cdr_id, account) a store can keep and index: not empty, at most
 /// [`crate::limits::IDENTIFIER_BYTES_MAX`] bytes, no control characters.
 pub fn is_plausible_identifier(text: &str) -> bool {
+    let printable_ascii = |byte: &u8| (0x20..0x7f).contains(byte);
     !text.is_empty()
         && text.len() <= crate::limits::IDENTIFIER_BYTES_MAX
-        && !text.chars().any(char::is_control)
+        && (text.as_bytes().iter().all(printable_ascii) || !text.chars().any(char::is_control))
 }
 
 /// Why a CDR was not rated. The names are stable: they appear in rejects files, summaries and metrics.

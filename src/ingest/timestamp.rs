@@ -10,6 +10,9 @@ use chrono_tz::Tz;
 /// time that occurs twice (DST ends) is the earlier instant, one that does not exist (DST starts)
 /// is refused.
 pub fn parse_timestamp_micros(text: &str, naive_time_zone: Tz) -> Option<i64> {
+    if let Some(micros) = parse_utc_seconds_form(text.as_bytes()) {
+        return Some(micros);
+    }
     let bytes = text.trim_ascii().as_bytes();
     if bytes.len() < 19 {
         return None;
@@ -82,6 +85,47 @@ pub fn parse_timestamp_micros(text: &str, naive_time_zone: Tz) -> Option<i64> {
         _ => return None,
     };
     Some(utc_seconds * 1_000_000 + fraction_micros)
+}
+
+std::thread_local! {
+    /// The last `YYYY-MM-DD` read by [`parse_utc_seconds_form`] on this thread, and its day
+    /// number: a file's calls mostly share a few dates, so most timestamps skip the calendar.
+    static LAST_DATE: std::cell::Cell<([u8; 10], i64)> = const { std::cell::Cell::new((*b"1970-01-01", 0)) };
+}
+
+/// The form nearly every CDR file uses, `YYYY-MM-DDTHH:MM:SSZ`, read without the general
+/// parser's trimming and branching. `None` for anything else (the general parser decides).
+fn parse_utc_seconds_form(bytes: &[u8]) -> Option<i64> {
+    let [date @ .., b'T', h1, h2, b':', m1, m2, b':', s1, s2, b'Z'] = bytes else {
+        return None;
+    };
+    let date: [u8; 10] = date.try_into().ok()?;
+    let (cached_date, cached_days) = LAST_DATE.get();
+    let days = if date == cached_date {
+        cached_days
+    } else {
+        let [y1, y2, y3, y4, b'-', mo1, mo2, b'-', d1, d2] = date else {
+            return None;
+        };
+        let year = digits(&[y1, y2, y3, y4])? as i32;
+        let month = digits(&[mo1, mo2])?;
+        let day = digits(&[d1, d2])?;
+        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+            return None;
+        }
+        let days = days_from_civil(year, month, day);
+        LAST_DATE.set((date, days));
+        days
+    };
+    let hour = digits(&[*h1, *h2])?;
+    let minute = digits(&[*m1, *m2])?;
+    let second = digits(&[*s1, *s2])?;
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let seconds =
+        days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
+    Some(seconds * 1_000_000)
 }
 
 fn digits(bytes: &[u8]) -> Option<u32> {
@@ -195,5 +239,29 @@ mod tests {
         check("yesterday at noon", UTC, None);
         check("2026-11-20T09:15:02Zjunk", UTC, None);
         check("2026-11-20T09:15:02.Z", UTC, None);
+    }
+
+    #[test]
+    fn the_utc_seconds_form_reads_the_same_with_its_date_remembered_or_not() {
+        use chrono_tz::UTC;
+        let cases = [
+            ("2026-11-20T09:15:02Z", Some("2026-11-20T09:15:02Z")),
+            ("2026-11-20T23:59:59Z", Some("2026-11-20T23:59:59Z")),
+            ("2026-11-20T09:61:02Z", None),
+            ("2026-11-20T09:15:60Z", None),
+            ("2026-11-2xT09:15:02Z", None),
+            ("2026-11-21T00:00:00Z", Some("2026-11-21T00:00:00Z")),
+            ("1970-01-01T00:00:00Z", Some("1970-01-01T00:00:00Z")),
+            ("\0\0\0\0\0\0\0\0\0\0T00:00:00Z", None),
+            ("2026-02-29T00:00:00Z", None),
+            ("2026-11-20t09:15:02z", Some("2026-11-20T09:15:02Z")),
+            (" 2026-11-20T09:15:02Z ", Some("2026-11-20T09:15:02Z")),
+        ];
+        // Twice through: the second pass reads every date with another one remembered.
+        for _ in 0..2 {
+            for (text, expected) in cases {
+                check(text, UTC, expected);
+            }
+        }
     }
 }
