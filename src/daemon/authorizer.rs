@@ -66,7 +66,8 @@ pub fn run_authorizer(shared: Arc<DaemonShared>, queue: crossbeam_channel::Recei
     }
 }
 
-/// Answers a batch: authorizations in one transaction, ends in another, keepalives one by one.
+/// Answers a batch: authorizations and ends in one transaction (one durable commit for both),
+/// keepalives one by one.
 /// A store error fails every request of the batch (answered 503) and comes back to the caller.
 fn answer_batch(
     shared: &DaemonShared,
@@ -83,42 +84,38 @@ fn answer_batch(
             CallWork::Keepalive { call_id, reply } => keepalives.push((call_id, reply)),
         }
     }
-    if !authorizations.is_empty() {
+    if !authorizations.is_empty() || !ends.is_empty() {
         let requests: Vec<AuthorizationRequest> = authorizations
             .iter()
             .map(|(request, _)| request.clone())
             .collect();
-        let expires_at = now_micros() + i64::from(shared.config.call_ttl_seconds) * 1_000_000;
+        let call_ids: Vec<String> = ends.iter().map(|(call_id, _)| call_id.clone()).collect();
+        let now = now_micros();
+        let expires_at = now + i64::from(shared.config.call_ttl_seconds) * 1_000_000;
+        let settle_by = now + i64::from(shared.config.call_settle_seconds) * 1_000_000;
         // The whole batch is priced with the decks and accounts current when it is decided.
         let context = shared.rating.context();
-        let answered = store.authorize_calls(&requests, expires_at, &mut |request, chain| {
-            decide_with_rates(shared, &context, request, chain)
-        });
+        let answered = store.answer_calls(
+            &requests,
+            expires_at,
+            &mut |request, chain| decide_with_rates(shared, &context, request, chain),
+            &call_ids,
+            now,
+            settle_by,
+        );
         match answered {
             Ok(answers) => {
-                for ((_, reply), answer) in authorizations.into_iter().zip(answers) {
+                for ((_, reply), answer) in authorizations.into_iter().zip(answers.authorizations) {
                     let _ = reply.send(Ok(answer));
+                }
+                for ((_, reply), record) in ends.into_iter().zip(answers.ends) {
+                    let _ = reply.send(Ok(record));
                 }
             }
             Err(error) => {
                 for (_, reply) in authorizations {
                     let _ = reply.send(Err(anyhow::anyhow!("{error:#}")));
                 }
-                return Err(error);
-            }
-        }
-    }
-    if !ends.is_empty() {
-        let call_ids: Vec<String> = ends.iter().map(|(call_id, _)| call_id.clone()).collect();
-        let now = now_micros();
-        let settle_by = now + i64::from(shared.config.call_settle_seconds) * 1_000_000;
-        match store.end_calls(&call_ids, now, settle_by) {
-            Ok(records) => {
-                for ((_, reply), record) in ends.into_iter().zip(records) {
-                    let _ = reply.send(Ok(record));
-                }
-            }
-            Err(error) => {
                 for (_, reply) in ends {
                     let _ = reply.send(Err(anyhow::anyhow!("{error:#}")));
                 }

@@ -225,6 +225,13 @@ impl UsageQuery {
     }
 }
 
+/// What an authorizer batch gets back: one answer per authorization and one per end, in order.
+#[derive(Debug)]
+pub struct CallAnswers {
+    pub authorizations: Vec<Result<AuthorizationAnswer, CallRefusal>>,
+    pub ends: Vec<Option<CallRecord>>,
+}
+
 /// A ledger entry as the portal lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredEntry {
@@ -625,20 +632,43 @@ pub trait LedgerStore: Send {
         applied: &RevisionsApplied,
     ) -> anyhow::Result<()>;
 
-    /// Authorizes calls in one transaction, in order (group commit: one durable write for many
-    /// calls): for each, the chain is read (and, on PostgreSQL, locked) with what its calls up
-    /// hold, including those authorized earlier in the same batch; `decide` answers; a call let
-    /// through records its holds until `expires_at_micros` unless kept alive. The same call id
-    /// again with the same call gets the first answer back (`replayed`); with another call it is
-    /// refused, as is an unknown account, without failing the rest. A denial is kept (should the
-    /// call happen anyway, its CDR is flagged `limit_exceeded`), but the same call id asked again
-    /// is decided afresh, since money or a trunk may have come free.
+    /// Answers an authorizer batch in one transaction (group commit: one durable write for the
+    /// whole batch): first its authorizations, then its ends.
+    ///
+    /// Authorizations, in order: for each, the chain is read (and, on PostgreSQL, locked) with
+    /// what its calls up hold, including those authorized earlier in the same batch; `decide`
+    /// answers; a call let through records its holds until `expires_at_micros` unless kept alive.
+    /// The same call id again with the same call gets the first answer back (`replayed`); with
+    /// another call it is refused, as is an unknown account, without failing the rest. A denial
+    /// is kept (should the call happen anyway, its CDR is flagged `limit_exceeded`), but the same
+    /// call id asked again is decided afresh, since money or a trunk may have come free.
+    ///
+    /// Ends: their trunks are free at once; the money they reserved stays held until their CDR
+    /// is posted (which settles it in the same transaction as the charge) or, failing that, until
+    /// `settle_by_micros`. Ending one again changes nothing; each answer is `None` for a call
+    /// never authorized.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_calls(
+        &mut self,
+        requests: &[AuthorizationRequest],
+        expires_at_micros: i64,
+        decide: &mut dyn FnMut(&AuthorizationRequest, &[ChainLevel]) -> Authorization,
+        ended_call_ids: &[String],
+        now_micros: i64,
+        settle_by_micros: i64,
+    ) -> anyhow::Result<CallAnswers>;
+
+    /// Authorizations alone (see `answer_calls`).
     fn authorize_calls(
         &mut self,
         requests: &[AuthorizationRequest],
         expires_at_micros: i64,
         decide: &mut dyn FnMut(&AuthorizationRequest, &[ChainLevel]) -> Authorization,
-    ) -> anyhow::Result<Vec<Result<AuthorizationAnswer, CallRefusal>>>;
+    ) -> anyhow::Result<Vec<Result<AuthorizationAnswer, CallRefusal>>> {
+        Ok(self
+            .answer_calls(requests, expires_at_micros, decide, &[], 0, 0)?
+            .authorizations)
+    }
 
     /// One call's authorization (see `authorize_calls`).
     fn authorize_call(
@@ -665,16 +695,27 @@ pub trait LedgerStore: Send {
         expires_at_micros: i64,
     ) -> anyhow::Result<Option<CallRecord>>;
 
-    /// Ends calls in one transaction: their trunks are free at once; the money they reserved
-    /// stays held until their CDR is posted (which settles it in the same transaction as the
-    /// charge) or, failing that, until `settle_by_micros`. Ending one again changes nothing; each
-    /// answer is `None` for a call never authorized.
+    /// Ends alone (see `answer_calls`).
     fn end_calls(
         &mut self,
         call_ids: &[String],
         now_micros: i64,
         settle_by_micros: i64,
-    ) -> anyhow::Result<Vec<Option<CallRecord>>>;
+    ) -> anyhow::Result<Vec<Option<CallRecord>>> {
+        let mut no_decision = |_: &AuthorizationRequest, _: &[ChainLevel]| -> Authorization {
+            unreachable!("no authorization is asked for")
+        };
+        Ok(self
+            .answer_calls(
+                &[],
+                0,
+                &mut no_decision,
+                call_ids,
+                now_micros,
+                settle_by_micros,
+            )?
+            .ends)
+    }
 
     fn end_call(
         &mut self,

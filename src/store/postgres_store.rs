@@ -14,8 +14,8 @@ use super::ledger_store::{
     ACCOUNT_ANCESTRY_SQL, ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_SUBTREE_SQL,
     ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT, ALERT_COLUMNS, ALERT_KIND_LIMIT_EXCEEDED,
     ALERT_KIND_RECHARGE, AccountReject, AccountRow, AlertDelivery, AlertToDeliver,
-    AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor, CallRecord,
-    CallRefusal, CallRevision, CallsQuery, CreditOutcome, DeckRecord, EntryWithKey,
+    AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallAnswers, CallCursor,
+    CallRecord, CallRefusal, CallRevision, CallsQuery, CreditOutcome, DeckRecord, EntryWithKey,
     HELD_CALL_COLUMNS, HOLD_MISMATCHES_SQL, HeldCall, HoldsReleased, IngestProgress, LedgerStore,
     LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, REJECTS_OF_ACCOUNT_SQL, RechargeRun,
     RevisionsApplied, SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS,
@@ -1127,204 +1127,43 @@ impl LedgerStore for PostgresStore {
         Ok(())
     }
 
-    fn authorize_calls(
+    fn answer_calls(
         &mut self,
         requests: &[AuthorizationRequest],
         expires_at_micros: i64,
         decide: &mut dyn FnMut(&AuthorizationRequest, &[ChainLevel]) -> Authorization,
-    ) -> anyhow::Result<Vec<Result<AuthorizationAnswer, CallRefusal>>> {
+        ended_call_ids: &[String],
+        now_micros: i64,
+        settle_by_micros: i64,
+    ) -> anyhow::Result<CallAnswers> {
         let mut transaction = self.client.transaction()?;
-        let links = Self::account_links(&mut transaction, &mut self.links)?;
-        // Every authorization touching one of the batch's accounts waits here: the accounts of
-        // all its chains are locked at once, in id order (so two instances cannot deadlock), and
-        // the call ids' locks order retries of one call.
-        let mut chains = Vec::with_capacity(requests.len());
-        let mut locked: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
-        for request in requests {
-            let chain = if links.parents.contains_key(&request.account) {
-                Some(account_chain(&request.account, &links.parents)?)
-            } else {
-                None
-            };
-            chains.push(chain);
-        }
-        for chain in chains.iter().flatten() {
-            locked.extend(chain.iter().map(String::as_str));
-        }
-        let mut call_ids: Vec<&str> = requests.iter().map(|r| r.call_id.as_str()).collect();
-        call_ids.sort_unstable();
-        call_ids.dedup();
-        transaction.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(c, 2))
-             FROM UNNEST($1::text[]) AS c ORDER BY c",
-            &[&call_ids],
-        )?;
-        let accounts: BTreeMap<String, (Account, i64)> = transaction
-            .query(
-                &format!(
-                    "SELECT {ACCOUNT_ROW_COLUMNS}, balance_units FROM accounts
-                     WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-                ),
-                &[&locked.into_iter().collect::<Vec<_>>()],
+        let authorizations = if requests.is_empty() {
+            Vec::new()
+        } else {
+            let links = Self::account_links(&mut transaction, &mut self.links)?;
+            authorize_in(
+                &mut transaction,
+                &links,
+                requests,
+                expires_at_micros,
+                decide,
             )?
-            .iter()
-            .map(|row| {
-                let balance: i64 = row.get(ACCOUNT_COLUMN_COUNT);
-                Ok((row.get(0), (account_row(row).into_account()?, balance)))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        // The batch is decided in memory from two reads (earlier answers of its call ids, hold
-        // totals of its accounts), kept up to date as it goes, and written with three statements:
-        // a constant handful of round trips whatever the batch's size.
-        let mut earlier: HashMap<String, (String, String, String)> = transaction
-            .query(
-                "SELECT call_id, identity, answer_json, state FROM call_authorizations
-                 WHERE call_id = ANY($1)",
-                &[&call_ids],
+        };
+        let ends = if ended_call_ids.is_empty() {
+            Vec::new()
+        } else {
+            end_in(
+                &mut transaction,
+                ended_call_ids,
+                now_micros,
+                settle_by_micros,
             )?
-            .iter()
-            .map(|row| (row.get(0), (row.get(1), row.get(2), row.get(3))))
-            .collect();
-        let mut totals: BTreeMap<(String, String), (i64, i64)> = transaction
-            .query(
-                "SELECT account, trunk_kind, calls, reserved_units FROM account_holds
-                 WHERE account = ANY($1)",
-                &[&accounts.keys().collect::<Vec<_>>()],
-            )?
-            .iter()
-            .map(|row| ((row.get(0), row.get(1)), (row.get(2), row.get(3))))
-            .collect();
-        let now = now_micros();
-        let mut answers = Vec::with_capacity(requests.len());
-        // Per call id, the last decision of the batch: (request, identity, decision, state, answer).
-        let mut decided: BTreeMap<&str, DecidedCall> = BTreeMap::new();
-        let mut new_holds: Vec<(&str, String, &'static str, i64)> = Vec::new();
-        for (request, chain) in requests.iter().zip(&chains) {
-            let identity = request.identity();
-            if let Some((stored_identity, answer, state)) = earlier.get(&request.call_id)
-                && let Some(answered) =
-                    earlier_answer(&request.call_id, &identity, stored_identity, answer, state)?
-            {
-                answers.push(answered);
-                continue;
-            }
-            let Some(chain) = chain else {
-                answers.push(Err(CallRefusal::UnknownAccount(request.account.clone())));
-                continue;
-            };
-            let held: Vec<(String, String, i64, i64)> = totals
-                .iter()
-                .filter(|((account, _), _)| chain.contains(account))
-                .map(|((account, kind), (calls, reserved))| {
-                    (account.clone(), kind.clone(), *calls, *reserved)
-                })
-                .collect();
-            let authorization = decide(request, &chain_levels(chain, &accounts, &held)?);
-            let state = if authorization.decision == Decision::Deny {
-                "denied"
-            } else {
-                for hold in &authorization.holds {
-                    let kind = trunk_kind_text(hold.trunk);
-                    let total = totals
-                        .entry((hold.account.clone(), kind.to_string()))
-                        .or_insert((0, 0));
-                    total.0 += 1;
-                    total.1 += hold.reserved_units;
-                    new_holds.push((
-                        &request.call_id,
-                        hold.account.clone(),
-                        kind,
-                        hold.reserved_units,
-                    ));
-                }
-                "active"
-            };
-            let answer = serde_json::to_string(&authorization)?;
-            earlier.insert(
-                request.call_id.clone(),
-                (identity.clone(), answer.clone(), state.to_string()),
-            );
-            decided.insert(
-                &request.call_id,
-                (
-                    request,
-                    identity,
-                    authorization.decision.as_str(),
-                    state,
-                    answer,
-                ),
-            );
-            answers.push(Ok(AuthorizationAnswer {
-                authorization,
-                replayed: false,
-            }));
-        }
-        if !decided.is_empty() {
-            let rows: Vec<_> = decided.values().collect();
-            transaction.execute(
-                "INSERT INTO call_authorizations (call_id, account, identity, decision, state,
-                    answer_json, authorized_at_micros, expires_at_micros)
-                 SELECT c, a, i, d, s, j, $7, $8
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                             $6::text[]) AS x (c, a, i, d, s, j)
-                 ON CONFLICT (call_id) DO UPDATE SET decision = excluded.decision,
-                    state = excluded.state, answer_json = excluded.answer_json,
-                    authorized_at_micros = excluded.authorized_at_micros,
-                    expires_at_micros = excluded.expires_at_micros",
-                &[
-                    &rows
-                        .iter()
-                        .map(|row| row.0.call_id.as_str())
-                        .collect::<Vec<_>>(),
-                    &rows
-                        .iter()
-                        .map(|row| row.0.account.as_str())
-                        .collect::<Vec<_>>(),
-                    &rows.iter().map(|row| row.1.as_str()).collect::<Vec<_>>(),
-                    &rows.iter().map(|row| row.2).collect::<Vec<_>>(),
-                    &rows.iter().map(|row| row.3).collect::<Vec<_>>(),
-                    &rows.iter().map(|row| row.4.as_str()).collect::<Vec<_>>(),
-                    &now,
-                    &expires_at_micros,
-                ],
-            )?;
-        }
-        if !new_holds.is_empty() {
-            let mut deltas: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
-            for (_, account, kind, reserved) in &new_holds {
-                let delta = deltas.entry((account.as_str(), kind)).or_insert((0, 0));
-                delta.0 += 1;
-                delta.1 += reserved;
-            }
-            transaction.execute(
-                "INSERT INTO call_holds (call_id, account, trunk_kind, reserved_units)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])",
-                &[
-                    &new_holds.iter().map(|hold| hold.0).collect::<Vec<_>>(),
-                    &new_holds
-                        .iter()
-                        .map(|hold| hold.1.as_str())
-                        .collect::<Vec<_>>(),
-                    &new_holds.iter().map(|hold| hold.2).collect::<Vec<_>>(),
-                    &new_holds.iter().map(|hold| hold.3).collect::<Vec<_>>(),
-                ],
-            )?;
-            transaction.execute(
-                "INSERT INTO account_holds (account, trunk_kind, calls, reserved_units)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
-                 ON CONFLICT (account, trunk_kind) DO UPDATE
-                 SET calls = account_holds.calls + excluded.calls,
-                     reserved_units = account_holds.reserved_units + excluded.reserved_units",
-                &[
-                    &deltas.keys().map(|key| key.0).collect::<Vec<_>>(),
-                    &deltas.keys().map(|key| key.1).collect::<Vec<_>>(),
-                    &deltas.values().map(|delta| delta.0).collect::<Vec<_>>(),
-                    &deltas.values().map(|delta| delta.1).collect::<Vec<_>>(),
-                ],
-            )?;
-        }
+        };
         transaction.commit()?;
-        Ok(answers)
+        Ok(CallAnswers {
+            authorizations,
+            ends,
+        })
     }
 
     fn keepalive_call(
@@ -1338,44 +1177,6 @@ impl LedgerStore for PostgresStore {
             &[&expires_at_micros, &call_id],
         )?;
         kept_alive(self.call_record(call_id)?)
-    }
-
-    fn end_calls(
-        &mut self,
-        call_ids: &[String],
-        now_micros: i64,
-        settle_by_micros: i64,
-    ) -> anyhow::Result<Vec<Option<CallRecord>>> {
-        let mut transaction = self.client.transaction()?;
-        let ended: Vec<String> = transaction
-            .query(
-                "UPDATE call_authorizations SET state = 'ended', ended_at_micros = $1,
-                    expires_at_micros = $3
-                 WHERE call_id = ANY($2) AND state = 'active' RETURNING call_id",
-                &[&now_micros, &call_ids, &settle_by_micros],
-            )?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        release_holds(&mut transaction, &ended, HoldsReleased::TrunksOnly)?;
-        let mut records: HashMap<String, CallRecord> = HashMap::new();
-        for row in transaction.query(
-            &format!(
-                "SELECT {CALL_RECORD_COLUMNS} FROM call_authorizations WHERE call_id = ANY($1)"
-            ),
-            &[&call_ids],
-        )? {
-            let record = call_record_from_columns(
-                row.get(0),
-                row.get(1),
-                row.get(2),
-                row.get(3),
-                row.get(4),
-            )?;
-            records.insert(record.call_id.clone(), record);
-        }
-        transaction.commit()?;
-        Ok(call_ids.iter().map(|id| records.get(id).cloned()).collect())
     }
 
     fn expire_calls(&mut self, now_micros: i64) -> anyhow::Result<u64> {
@@ -1969,4 +1770,233 @@ fn alert_from_row(row: &postgres::Row, first: usize) -> StoredAlert {
         delivered_at_micros: row.get(first + 12),
         call_id: row.get(first + 13),
     }
+}
+
+/// The authorizations of a batch inside its transaction (see `LedgerStore::answer_calls`).
+fn authorize_in(
+    transaction: &mut postgres::Transaction<'_>,
+    links: &AccountLinks,
+    requests: &[AuthorizationRequest],
+    expires_at_micros: i64,
+    decide: &mut dyn FnMut(&AuthorizationRequest, &[ChainLevel]) -> Authorization,
+) -> anyhow::Result<Vec<Result<AuthorizationAnswer, CallRefusal>>> {
+    // Every authorization touching one of the batch's accounts waits here: the accounts of
+    // all its chains are locked at once, in id order (so two instances cannot deadlock), and
+    // the call ids' locks order retries of one call.
+    let mut chains = Vec::with_capacity(requests.len());
+    let mut locked: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    for request in requests {
+        let chain = if links.parents.contains_key(&request.account) {
+            Some(account_chain(&request.account, &links.parents)?)
+        } else {
+            None
+        };
+        chains.push(chain);
+    }
+    for chain in chains.iter().flatten() {
+        locked.extend(chain.iter().map(String::as_str));
+    }
+    let mut call_ids: Vec<&str> = requests.iter().map(|r| r.call_id.as_str()).collect();
+    call_ids.sort_unstable();
+    call_ids.dedup();
+    transaction.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(c, 2))
+             FROM UNNEST($1::text[]) AS c ORDER BY c",
+        &[&call_ids],
+    )?;
+    let accounts: BTreeMap<String, (Account, i64)> = transaction
+        .query(
+            &format!(
+                "SELECT {ACCOUNT_ROW_COLUMNS}, balance_units FROM accounts
+                     WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+            ),
+            &[&locked.into_iter().collect::<Vec<_>>()],
+        )?
+        .iter()
+        .map(|row| {
+            let balance: i64 = row.get(ACCOUNT_COLUMN_COUNT);
+            Ok((row.get(0), (account_row(row).into_account()?, balance)))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    // The batch is decided in memory from two reads (earlier answers of its call ids, hold
+    // totals of its accounts), kept up to date as it goes, and written with three statements:
+    // a constant handful of round trips whatever the batch's size.
+    let mut earlier: HashMap<String, (String, String, String)> = transaction
+        .query(
+            "SELECT call_id, identity, answer_json, state FROM call_authorizations
+                 WHERE call_id = ANY($1)",
+            &[&call_ids],
+        )?
+        .iter()
+        .map(|row| (row.get(0), (row.get(1), row.get(2), row.get(3))))
+        .collect();
+    let mut totals: BTreeMap<(String, String), (i64, i64)> = transaction
+        .query(
+            "SELECT account, trunk_kind, calls, reserved_units FROM account_holds
+                 WHERE account = ANY($1)",
+            &[&accounts.keys().collect::<Vec<_>>()],
+        )?
+        .iter()
+        .map(|row| ((row.get(0), row.get(1)), (row.get(2), row.get(3))))
+        .collect();
+    let now = now_micros();
+    let mut answers = Vec::with_capacity(requests.len());
+    // Per call id, the last decision of the batch: (request, identity, decision, state, answer).
+    let mut decided: BTreeMap<&str, DecidedCall> = BTreeMap::new();
+    let mut new_holds: Vec<(&str, String, &'static str, i64)> = Vec::new();
+    for (request, chain) in requests.iter().zip(&chains) {
+        let identity = request.identity();
+        if let Some((stored_identity, answer, state)) = earlier.get(&request.call_id)
+            && let Some(answered) =
+                earlier_answer(&request.call_id, &identity, stored_identity, answer, state)?
+        {
+            answers.push(answered);
+            continue;
+        }
+        let Some(chain) = chain else {
+            answers.push(Err(CallRefusal::UnknownAccount(request.account.clone())));
+            continue;
+        };
+        let held: Vec<(String, String, i64, i64)> = totals
+            .iter()
+            .filter(|((account, _), _)| chain.contains(account))
+            .map(|((account, kind), (calls, reserved))| {
+                (account.clone(), kind.clone(), *calls, *reserved)
+            })
+            .collect();
+        let authorization = decide(request, &chain_levels(chain, &accounts, &held)?);
+        let state = if authorization.decision == Decision::Deny {
+            "denied"
+        } else {
+            for hold in &authorization.holds {
+                let kind = trunk_kind_text(hold.trunk);
+                let total = totals
+                    .entry((hold.account.clone(), kind.to_string()))
+                    .or_insert((0, 0));
+                total.0 += 1;
+                total.1 += hold.reserved_units;
+                new_holds.push((
+                    &request.call_id,
+                    hold.account.clone(),
+                    kind,
+                    hold.reserved_units,
+                ));
+            }
+            "active"
+        };
+        let answer = serde_json::to_string(&authorization)?;
+        earlier.insert(
+            request.call_id.clone(),
+            (identity.clone(), answer.clone(), state.to_string()),
+        );
+        decided.insert(
+            &request.call_id,
+            (
+                request,
+                identity,
+                authorization.decision.as_str(),
+                state,
+                answer,
+            ),
+        );
+        answers.push(Ok(AuthorizationAnswer {
+            authorization,
+            replayed: false,
+        }));
+    }
+    if !decided.is_empty() {
+        let rows: Vec<_> = decided.values().collect();
+        transaction.execute(
+            "INSERT INTO call_authorizations (call_id, account, identity, decision, state,
+                    answer_json, authorized_at_micros, expires_at_micros)
+                 SELECT c, a, i, d, s, j, $7, $8
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[]) AS x (c, a, i, d, s, j)
+                 ON CONFLICT (call_id) DO UPDATE SET decision = excluded.decision,
+                    state = excluded.state, answer_json = excluded.answer_json,
+                    authorized_at_micros = excluded.authorized_at_micros,
+                    expires_at_micros = excluded.expires_at_micros",
+            &[
+                &rows
+                    .iter()
+                    .map(|row| row.0.call_id.as_str())
+                    .collect::<Vec<_>>(),
+                &rows
+                    .iter()
+                    .map(|row| row.0.account.as_str())
+                    .collect::<Vec<_>>(),
+                &rows.iter().map(|row| row.1.as_str()).collect::<Vec<_>>(),
+                &rows.iter().map(|row| row.2).collect::<Vec<_>>(),
+                &rows.iter().map(|row| row.3).collect::<Vec<_>>(),
+                &rows.iter().map(|row| row.4.as_str()).collect::<Vec<_>>(),
+                &now,
+                &expires_at_micros,
+            ],
+        )?;
+    }
+    if !new_holds.is_empty() {
+        let mut deltas: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+        for (_, account, kind, reserved) in &new_holds {
+            let delta = deltas.entry((account.as_str(), kind)).or_insert((0, 0));
+            delta.0 += 1;
+            delta.1 += reserved;
+        }
+        transaction.execute(
+            "INSERT INTO call_holds (call_id, account, trunk_kind, reserved_units)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])",
+            &[
+                &new_holds.iter().map(|hold| hold.0).collect::<Vec<_>>(),
+                &new_holds
+                    .iter()
+                    .map(|hold| hold.1.as_str())
+                    .collect::<Vec<_>>(),
+                &new_holds.iter().map(|hold| hold.2).collect::<Vec<_>>(),
+                &new_holds.iter().map(|hold| hold.3).collect::<Vec<_>>(),
+            ],
+        )?;
+        transaction.execute(
+            "INSERT INTO account_holds (account, trunk_kind, calls, reserved_units)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+                 ON CONFLICT (account, trunk_kind) DO UPDATE
+                 SET calls = account_holds.calls + excluded.calls,
+                     reserved_units = account_holds.reserved_units + excluded.reserved_units",
+            &[
+                &deltas.keys().map(|key| key.0).collect::<Vec<_>>(),
+                &deltas.keys().map(|key| key.1).collect::<Vec<_>>(),
+                &deltas.values().map(|delta| delta.0).collect::<Vec<_>>(),
+                &deltas.values().map(|delta| delta.1).collect::<Vec<_>>(),
+            ],
+        )?;
+    }
+    Ok(answers)
+}
+
+/// The ends of a batch inside its transaction (see `LedgerStore::answer_calls`).
+fn end_in(
+    transaction: &mut postgres::Transaction<'_>,
+    call_ids: &[String],
+    now_micros: i64,
+    settle_by_micros: i64,
+) -> anyhow::Result<Vec<Option<CallRecord>>> {
+    let ended: Vec<String> = transaction
+        .query(
+            "UPDATE call_authorizations SET state = 'ended', ended_at_micros = $1,
+                    expires_at_micros = $3
+                 WHERE call_id = ANY($2) AND state = 'active' RETURNING call_id",
+            &[&now_micros, &call_ids, &settle_by_micros],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    release_holds(transaction, &ended, HoldsReleased::TrunksOnly)?;
+    let mut records: HashMap<String, CallRecord> = HashMap::new();
+    for row in transaction.query(
+        &format!("SELECT {CALL_RECORD_COLUMNS} FROM call_authorizations WHERE call_id = ANY($1)"),
+        &[&call_ids],
+    )? {
+        let record =
+            call_record_from_columns(row.get(0), row.get(1), row.get(2), row.get(3), row.get(4))?;
+        records.insert(record.call_id.clone(), record);
+    }
+    Ok(call_ids.iter().map(|id| records.get(id).cloned()).collect())
 }

@@ -5,8 +5,8 @@ use super::ledger_store::{
     ACCOUNT_ANCESTRY_SQL, ACCOUNT_COLUMN_COUNT, ACCOUNT_ROW_COLUMNS, ACCOUNT_SUBTREE_SQL,
     ACCOUNT_UPSERT_CHANGES, ALERT_COLUMN_COUNT, ALERT_COLUMNS, ALERT_KIND_LIMIT_EXCEEDED,
     ALERT_KIND_RECHARGE, AccountReject, AccountRow, AlertDelivery, AlertToDeliver,
-    AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallCursor, CallRecord,
-    CallRefusal, CallRevision, CallsQuery, CreditOutcome, DeckRecord, EntryWithKey,
+    AuthorizationAnswer, CALL_RECORD_COLUMNS, CHARGED_UNITS_SQL, CallAnswers, CallCursor,
+    CallRecord, CallRefusal, CallRevision, CallsQuery, CreditOutcome, DeckRecord, EntryWithKey,
     HELD_CALL_COLUMNS, HOLD_MISMATCHES_SQL, HeldCall, HoldsReleased, IngestProgress, LedgerStore,
     LedgerTotals, OPEN_CALL_STATES, QUARTER_HOUR_MICROS, RATED_CALL_COLUMNS,
     REJECTS_OF_ACCOUNT_SQL, RechargeRun, RevisionsApplied, SETTLEABLE_CALL_STATES,
@@ -1014,30 +1014,41 @@ impl LedgerStore for SqliteStore {
         Ok(())
     }
 
-    fn authorize_calls(
+    fn answer_calls(
         &mut self,
         requests: &[AuthorizationRequest],
         expires_at_micros: i64,
         decide: &mut dyn FnMut(&AuthorizationRequest, &[ChainLevel]) -> Authorization,
-    ) -> anyhow::Result<Vec<Result<AuthorizationAnswer, CallRefusal>>> {
+        ended_call_ids: &[String],
+        now_micros: i64,
+        settle_by_micros: i64,
+    ) -> anyhow::Result<CallAnswers> {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let links = Self::account_links(&transaction, &mut self.links)?;
-        let answers = requests
-            .iter()
-            .map(|request| {
-                authorize_in(
-                    &transaction,
-                    &links,
-                    request,
-                    expires_at_micros,
-                    &mut *decide,
-                )
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let authorizations = if requests.is_empty() {
+            Vec::new()
+        } else {
+            let links = Self::account_links(&transaction, &mut self.links)?;
+            requests
+                .iter()
+                .map(|request| {
+                    authorize_in(
+                        &transaction,
+                        &links,
+                        request,
+                        expires_at_micros,
+                        &mut *decide,
+                    )
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?
+        };
+        let ends = end_in(&transaction, ended_call_ids, now_micros, settle_by_micros)?;
         transaction.commit()?;
-        Ok(answers)
+        Ok(CallAnswers {
+            authorizations,
+            ends,
+        })
     }
 
     fn keepalive_call(
@@ -1051,35 +1062,6 @@ impl LedgerStore for SqliteStore {
             params![expires_at_micros, call_id],
         )?;
         kept_alive(self.call_record(call_id)?)
-    }
-
-    fn end_calls(
-        &mut self,
-        call_ids: &[String],
-        now_micros: i64,
-        settle_by_micros: i64,
-    ) -> anyhow::Result<Vec<Option<CallRecord>>> {
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut end = transaction.prepare_cached(
-                "UPDATE call_authorizations SET state = 'ended', ended_at_micros = ?1,
-                    expires_at_micros = ?2
-                 WHERE call_id = ?3 AND state = 'active'",
-            )?;
-            for call_id in call_ids {
-                if end.execute(params![now_micros, settle_by_micros, call_id])? == 1 {
-                    release_holds(&transaction, call_id, HoldsReleased::TrunksOnly)?;
-                }
-            }
-        }
-        let records = call_ids
-            .iter()
-            .map(|call_id| read_call_record(&transaction, call_id))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        transaction.commit()?;
-        Ok(records)
     }
 
     fn expire_calls(&mut self, now_micros: i64) -> anyhow::Result<u64> {
@@ -1444,7 +1426,30 @@ impl LedgerStore for SqliteStore {
     }
 }
 
-/// One authorization inside a batch's transaction (see `LedgerStore::authorize_calls`).
+/// The ends of a batch inside its transaction (see `LedgerStore::answer_calls`).
+fn end_in(
+    transaction: &Transaction<'_>,
+    call_ids: &[String],
+    now_micros: i64,
+    settle_by_micros: i64,
+) -> anyhow::Result<Vec<Option<CallRecord>>> {
+    let mut end = transaction.prepare_cached(
+        "UPDATE call_authorizations SET state = 'ended', ended_at_micros = ?1,
+            expires_at_micros = ?2
+         WHERE call_id = ?3 AND state = 'active'",
+    )?;
+    for call_id in call_ids {
+        if end.execute(params![now_micros, settle_by_micros, call_id])? == 1 {
+            release_holds(transaction, call_id, HoldsReleased::TrunksOnly)?;
+        }
+    }
+    call_ids
+        .iter()
+        .map(|call_id| read_call_record(transaction, call_id))
+        .collect()
+}
+
+/// One authorization inside a batch's transaction (see `LedgerStore::answer_calls`).
 fn authorize_in(
     transaction: &Transaction<'_>,
     links: &AccountLinks,
