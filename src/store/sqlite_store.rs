@@ -17,6 +17,10 @@ use super::ledger_store::{
     oldest_first_start, parents_first, recharge_key,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
+use super::usage_rollup::{
+    QUARTER_HOUR_SQL, ROLLUP_CALL_COLUMNS, ROLLUP_COLUMNS, RollupCall, RollupChange, RollupTree,
+    moved_sums, posted_calls, rollup_moves,
+};
 use crate::credit::accounts::{Account, account_in_cycle};
 use crate::credit::authorization::{
     Authorization, AuthorizationRequest, ChainLevel, Decision, chain_levels,
@@ -290,6 +294,7 @@ impl LedgerStore for SqliteStore {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let parents_before = rollup::parents(&transaction)?;
         {
             let mut upsert = transaction.prepare(&format!(
                 "INSERT INTO accounts ({ACCOUNT_ROW_COLUMNS}, updated_at_micros)
@@ -324,13 +329,11 @@ impl LedgerStore for SqliteStore {
                 ])?;
             }
         }
-        let parents: HashMap<String, Option<String>> = transaction
-            .prepare("SELECT id, parent FROM accounts")?
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+        let parents = rollup::parents(&transaction)?;
         if let Some(account) = account_in_cycle(&parents) {
             bail!("account {account} would be its own ancestor: nothing was imported");
         }
+        rollup::follow_tree(&transaction, &parents_before, &parents)?;
         transaction.execute(
             "UPDATE store_state SET accounts_generation = accounts_generation + 1",
             [],
@@ -515,6 +518,10 @@ impl LedgerStore for SqliteStore {
                 ])?;
             }
         }
+        rollup::apply(
+            &transaction,
+            &posted_calls(batch, &fates, &RollupTree::new(&links.parents)),
+        )?;
         let usage = usage_by_account(batch, &fates, &links.parents)?;
         let reference = format!("batch {batch_id}");
         charge_usage(
@@ -905,6 +912,11 @@ impl LedgerStore for SqliteStore {
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_micros();
+        let keys: Vec<(&str, &str)> = revisions
+            .iter()
+            .map(|revision| (revision.source.as_str(), revision.cdr_id.as_str()))
+            .collect();
+        let unrevised = rollup::calls(&transaction, &keys)?;
         let mut applied = Vec::with_capacity(revisions.len());
         {
             let mut revise = transaction.prepare_cached(
@@ -953,6 +965,14 @@ impl LedgerStore for SqliteStore {
             }
         }
         let links = Self::account_links(&transaction, &mut self.links)?;
+        rollup::apply(
+            &transaction,
+            &RollupChange::between(
+                &RollupTree::new(&links.parents),
+                &unrevised,
+                &rollup::calls(&transaction, &keys)?,
+            ),
+        )?;
         let mut balances_before = HashMap::new();
         for account in accounts_moved(&applied, &links)? {
             let balance: i64 = transaction.query_row(
@@ -1395,6 +1415,11 @@ impl LedgerStore for SqliteStore {
             return Ok(None);
         }
         let now = now_micros();
+        let keys: Vec<(&str, &str)> = classes
+            .iter()
+            .map(|(call, _)| (call.source.as_str(), call.cdr_id.as_str()))
+            .collect();
+        let held = rollup::calls(&transaction, &keys)?;
         {
             let mut classify = transaction.prepare_cached(&format!(
                 "UPDATE rated_calls SET billing_class = ?1
@@ -1411,6 +1436,14 @@ impl LedgerStore for SqliteStore {
             }
         }
         let links = Self::account_links(&transaction, &mut self.links)?;
+        rollup::apply(
+            &transaction,
+            &RollupChange::between(
+                &RollupTree::new(&links.parents),
+                &held,
+                &rollup::calls(&transaction, &keys)?,
+            ),
+        )?;
         let charges = sweep_charges(classes, &links.parents)?;
         let reference = format!("trunk sweep {}", expected_version + 1);
         charge_usage(&transaction, &charges.usage, &links, None, &reference, now)?;
@@ -1731,4 +1764,112 @@ fn alert_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Sto
         delivered_at_micros: row.get(first + 12)?,
         call_id: row.get(first + 13)?,
     })
+}
+
+/// The usage rollup in the embedded store (see `usage_rollup`): every write to it, and its one
+/// read, go through here.
+mod rollup {
+    use super::*;
+
+    /// The calls' rollup fields as stored now (calls not stored are left out): read before and
+    /// after a change to some calls, the difference is what the change does to the rollup.
+    pub fn calls(
+        connection: &Connection,
+        keys: &[(&str, &str)],
+    ) -> anyhow::Result<Vec<RollupCall>> {
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {ROLLUP_CALL_COLUMNS} FROM rated_calls WHERE source = ?1 AND cdr_id = ?2"
+        ))?;
+        let mut calls = Vec::with_capacity(keys.len());
+        for (source, cdr_id) in keys {
+            let call = statement
+                .query_row(params![source, cdr_id], |row| {
+                    let class: String = row.get(4)?;
+                    Ok(RollupCall::new(
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        &class,
+                        row.get(5)?,
+                    ))
+                })
+                .optional()?;
+            calls.extend(call);
+        }
+        Ok(calls)
+    }
+
+    /// Adds `change` to the rollup rows, deleting rows left without calls.
+    pub fn apply(connection: &Connection, change: &RollupChange) -> anyhow::Result<()> {
+        let mut upsert = connection.prepare_cached(&format!(
+            "INSERT INTO usage_rollup ({ROLLUP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (ancestor, quarter_hour_micros, currency) DO UPDATE SET
+                calls = usage_rollup.calls + excluded.calls,
+                billable_seconds = usage_rollup.billable_seconds + excluded.billable_seconds,
+                charged_units = usage_rollup.charged_units + excluded.charged_units"
+        ))?;
+        for ((ancestor, quarter_hour, currency), (calls, seconds, units)) in change.rows() {
+            upsert.execute(params![
+                ancestor,
+                quarter_hour,
+                currency,
+                calls,
+                seconds,
+                units
+            ])?;
+        }
+        if change.takes_calls_away() {
+            let mut emptied = connection.prepare_cached(
+                "DELETE FROM usage_rollup
+                 WHERE ancestor = ?1 AND quarter_hour_micros = ?2 AND currency = ?3 AND calls = 0",
+            )?;
+            for ((ancestor, quarter_hour, currency), _) in
+                change.rows().filter(|(_, (calls, _, _))| *calls < 0)
+            {
+                emptied.execute(params![ancestor, quarter_hour, currency])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every account's parent.
+    pub fn parents(connection: &Connection) -> anyhow::Result<HashMap<String, Option<String>>> {
+        Ok(connection
+            .prepare("SELECT id, parent FROM accounts")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Moves the calls of the accounts whose rollups changed with the tree, `before` → `after`.
+    pub fn follow_tree(
+        connection: &Connection,
+        before: &HashMap<String, Option<String>>,
+        after: &HashMap<String, Option<String>>,
+    ) -> anyhow::Result<()> {
+        let moves = rollup_moves(before, after);
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let accounts: Vec<&str> = moves.iter().map(|moved| moved.account.as_str()).collect();
+        let sums = connection
+            .prepare(&format!(
+                "SELECT account, {QUARTER_HOUR_SQL}, currency, count(*), sum(billable_seconds),
+                        sum({CHARGED_UNITS_SQL})
+                 FROM rated_calls WHERE account IN (SELECT value FROM json_each(?1))
+                 GROUP BY 1, 2, 3"
+            ))?
+            .query_map([serde_json::to_string(&accounts)?], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        apply(connection, &moved_sums(&moves, &sums))
+    }
 }
