@@ -20,14 +20,14 @@ use super::ledger_store::{
     LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, REJECTS_OF_ACCOUNT_SQL, RechargeRun,
     RevisionsApplied, SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS,
     StoredAccount, StoredAlert, StoredCall, StoredEntry, StoredReject, StoredRevision, SweepState,
-    TokenScope, UNBILLED_SQL, UsageQuery, UsageRow, call_record_from_columns,
+    TokenScope, UNBILLED_SQL, UsageGrouping, UsageQuery, UsageRow, call_record_from_columns,
     calls_oldest_first_sql, check_period_close, columns_of, credit_already_made, earlier_answer,
     kept_alive, newest_first_cursor, now_micros, oldest_first_start, parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use super::usage_rollup::{
-    QUARTER_HOUR_SQL, ROLLUP_CALL_COLUMNS, ROLLUP_COLUMNS, RollupCall, RollupChange, RollupTree,
-    moved_sums, posted_calls, rollup_moves,
+    QUARTER_HOUR_SQL, ROLLUP_CALL_COLUMNS, ROLLUP_COLUMNS, RollupCall, RollupChange, RollupSpan,
+    RollupTree, moved_sums, posted_calls, rollup_moves, rollup_span,
 };
 use crate::credit::accounts::{Account, account_in_cycle};
 use crate::credit::authorization::{
@@ -1563,34 +1563,31 @@ impl LedgerStore for PostgresStore {
     }
 
     fn usage_totals(&mut self, query: &UsageQuery) -> anyhow::Result<Vec<UsageRow>> {
-        let key = query.key_sql();
-        let mut transaction = self.client.transaction()?;
-        // A reseller's month is hundreds of thousands of calls into a few thousand groups: a
-        // hash groups them in a third of the time of the sort the planner sometimes prefers for
-        // a parameterised array, and that sort spills to disk at the default work_mem.
-        transaction.batch_execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")?;
-        let rows = transaction.query(
-            &format!(
-                "SELECT {key} AS usage_key, currency, count(*), sum(billable_seconds)::BIGINT,
-                        sum({CHARGED_UNITS_SQL})::BIGINT
-                 FROM rated_calls
-                 WHERE account = ANY($1)
-                   AND start_time_micros >= $2 AND start_time_micros < $3
-                 GROUP BY usage_key, currency"
-            ),
-            &[&query.accounts, &query.from_micros, &query.to_micros],
-        )?;
+        // One snapshot: the rollup and the calls at the ends of its span agree.
+        let mut transaction = self
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let totals = match rollup::span_of(query) {
+            Some((root, span)) => {
+                let mut totals = rollup::totals(&mut transaction, root, span.whole)?;
+                for (from_micros, to_micros) in span.edges {
+                    totals.extend(usage_of_calls(
+                        &mut transaction,
+                        &UsageQuery {
+                            from_micros,
+                            to_micros,
+                            ..query.clone()
+                        },
+                    )?);
+                }
+                totals
+            }
+            None => usage_of_calls(&mut transaction, query)?,
+        };
         transaction.commit()?;
-        let totals: Vec<UsageRow> = rows
-            .iter()
-            .map(|row| UsageRow {
-                key: row.get(0),
-                currency: row.get(1),
-                calls: row.get(2),
-                billable_seconds: row.get(3),
-                cost_units: row.get(4),
-            })
-            .collect();
         Ok(totals)
     }
 
@@ -1974,6 +1971,40 @@ fn settle_calls(
     Ok(settled)
 }
 
+/// Usage totals summed call by call, in `transaction`.
+fn usage_of_calls(
+    transaction: &mut postgres::Transaction<'_>,
+    query: &UsageQuery,
+) -> anyhow::Result<Vec<UsageRow>> {
+    let key = query.key_sql();
+    // A reseller's month is hundreds of thousands of calls into a few thousand groups: a
+    // hash groups them in a third of the time of the sort the planner sometimes prefers for
+    // a parameterised array, and that sort spills to disk at the default work_mem.
+    transaction.batch_execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")?;
+    let rows = transaction.query(
+        &format!(
+            "SELECT {key} AS usage_key, currency, count(*), sum(billable_seconds)::BIGINT,
+                        sum({CHARGED_UNITS_SQL})::BIGINT
+                 FROM rated_calls
+                 WHERE account = ANY($1)
+                   AND start_time_micros >= $2 AND start_time_micros < $3
+                 GROUP BY usage_key, currency"
+        ),
+        &[&query.accounts, &query.from_micros, &query.to_micros],
+    )?;
+    let totals: Vec<UsageRow> = rows
+        .iter()
+        .map(|row| UsageRow {
+            key: row.get(0),
+            currency: row.get(1),
+            calls: row.get(2),
+            billable_seconds: row.get(3),
+            cost_units: row.get(4),
+        })
+        .collect();
+    Ok(totals)
+}
+
 /// An alert from `ALERT_COLUMNS` starting at column `first`.
 fn alert_from_row(row: &postgres::Row, first: usize) -> StoredAlert {
     StoredAlert {
@@ -2130,5 +2161,39 @@ mod rollup {
             })
             .collect();
         apply(transaction, &moved_sums(&moves, &sums))
+    }
+
+    /// The account whose rollup can answer `query`, with the span it answers: by quarter hour,
+    /// a subtree with sub-accounts (only those have a rollup), at least one whole quarter hour.
+    pub fn span_of(query: &UsageQuery) -> Option<(&str, RollupSpan)> {
+        if query.grouping != UsageGrouping::QuarterHour || query.accounts.len() < 2 {
+            return None;
+        }
+        let root = query.subtree_of.as_deref()?;
+        Some((root, rollup_span(query.from_micros, query.to_micros)?))
+    }
+
+    /// The rollup of `root` over whole quarter hours `[from, to)`.
+    pub fn totals(
+        transaction: &mut postgres::Transaction<'_>,
+        root: &str,
+        (from_micros, to_micros): (i64, i64),
+    ) -> anyhow::Result<Vec<UsageRow>> {
+        Ok(transaction
+            .query(
+                "SELECT quarter_hour_micros, currency, calls, billable_seconds, charged_units
+                 FROM usage_rollup
+                 WHERE ancestor = $1 AND quarter_hour_micros >= $2 AND quarter_hour_micros < $3",
+                &[&root, &from_micros, &to_micros],
+            )?
+            .iter()
+            .map(|row| UsageRow {
+                key: row.get::<_, i64>(0).to_string(),
+                currency: row.get(1),
+                calls: row.get(2),
+                billable_seconds: row.get(3),
+                cost_units: row.get(4),
+            })
+            .collect())
     }
 }

@@ -18,8 +18,8 @@ use super::ledger_store::{
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use super::usage_rollup::{
-    QUARTER_HOUR_SQL, ROLLUP_CALL_COLUMNS, ROLLUP_COLUMNS, RollupCall, RollupChange, RollupTree,
-    moved_sums, posted_calls, rollup_moves,
+    QUARTER_HOUR_SQL, ROLLUP_CALL_COLUMNS, ROLLUP_COLUMNS, RollupCall, RollupChange, RollupSpan,
+    RollupTree, moved_sums, posted_calls, rollup_moves, rollup_span,
 };
 use crate::credit::accounts::{Account, account_in_cycle};
 use crate::credit::authorization::{
@@ -222,55 +222,56 @@ fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
     })
 }
 
-impl SqliteStore {
-    /// Usage by quarter hour, summed here from the account-and-time index: SQLite would group
-    /// through a temporary b-tree, several times slower than the scan itself on a reseller's
-    /// month. The portal tests hold both stores to the same totals.
-    fn usage_by_quarter_hour(&mut self, query: &UsageQuery) -> anyhow::Result<Vec<UsageRow>> {
-        let mut statement = self.connection.prepare_cached(&format!(
-            "SELECT start_time_micros, currency, billable_seconds, {CHARGED_UNITS_SQL}
+/// Usage by quarter hour, summed here from the account-and-time index: SQLite would group
+/// through a temporary b-tree, several times slower than the scan itself on a reseller's
+/// month. The portal tests hold both stores to the same totals.
+fn usage_by_quarter_hour(
+    connection: &Connection,
+    query: &UsageQuery,
+) -> anyhow::Result<Vec<UsageRow>> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT start_time_micros, currency, billable_seconds, {CHARGED_UNITS_SQL}
              FROM rated_calls
              WHERE account IN (SELECT value FROM json_each(?1))
                AND start_time_micros >= ?2 AND start_time_micros < ?3"
-        ))?;
-        let mut rows = statement.query(params![
-            serde_json::to_string(&query.accounts)?,
-            query.from_micros,
-            query.to_micros
-        ])?;
-        let mut currencies: Vec<String> = Vec::new();
-        // (quarter hour, currency index) -> (calls, billable seconds, charged units)
-        let mut sums: HashMap<(i64, usize), (i64, i64, i64)> = HashMap::new();
-        while let Some(row) = rows.next()? {
-            let start: i64 = row.get(0)?;
-            let currency = row.get_ref(1)?.as_str()?;
-            let currency_index = match currencies.iter().position(|known| known == currency) {
-                Some(index) => index,
-                None => {
-                    currencies.push(currency.to_string());
-                    currencies.len() - 1
-                }
-            };
-            let quarter_hour = start.div_euclid(QUARTER_HOUR_MICROS) * QUARTER_HOUR_MICROS;
-            let sum = sums.entry((quarter_hour, currency_index)).or_default();
-            sum.0 += 1;
-            sum.1 += row.get::<_, i64>(2)?;
-            sum.2 += row.get::<_, i64>(3)?;
-        }
-        let totals: Vec<UsageRow> = sums
-            .into_iter()
-            .map(
-                |((quarter_hour, currency_index), (calls, seconds, units))| UsageRow {
-                    key: quarter_hour.to_string(),
-                    currency: currencies[currency_index].clone(),
-                    calls,
-                    billable_seconds: seconds,
-                    cost_units: units,
-                },
-            )
-            .collect();
-        Ok(totals)
+    ))?;
+    let mut rows = statement.query(params![
+        serde_json::to_string(&query.accounts)?,
+        query.from_micros,
+        query.to_micros
+    ])?;
+    let mut currencies: Vec<String> = Vec::new();
+    // (quarter hour, currency index) -> (calls, billable seconds, charged units)
+    let mut sums: HashMap<(i64, usize), (i64, i64, i64)> = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let start: i64 = row.get(0)?;
+        let currency = row.get_ref(1)?.as_str()?;
+        let currency_index = match currencies.iter().position(|known| known == currency) {
+            Some(index) => index,
+            None => {
+                currencies.push(currency.to_string());
+                currencies.len() - 1
+            }
+        };
+        let quarter_hour = start.div_euclid(QUARTER_HOUR_MICROS) * QUARTER_HOUR_MICROS;
+        let sum = sums.entry((quarter_hour, currency_index)).or_default();
+        sum.0 += 1;
+        sum.1 += row.get::<_, i64>(2)?;
+        sum.2 += row.get::<_, i64>(3)?;
     }
+    let totals: Vec<UsageRow> = sums
+        .into_iter()
+        .map(
+            |((quarter_hour, currency_index), (calls, seconds, units))| UsageRow {
+                key: quarter_hour.to_string(),
+                currency: currencies[currency_index].clone(),
+                calls,
+                billable_seconds: seconds,
+                cost_units: units,
+            },
+        )
+        .collect();
+    Ok(totals)
 }
 
 impl LedgerStore for SqliteStore {
@@ -1286,7 +1287,27 @@ impl LedgerStore for SqliteStore {
 
     fn usage_totals(&mut self, query: &UsageQuery) -> anyhow::Result<Vec<UsageRow>> {
         if query.grouping == UsageGrouping::QuarterHour {
-            return self.usage_by_quarter_hour(query);
+            // One read transaction: the rollup and the calls at the ends from one snapshot.
+            let transaction = self.connection.transaction()?;
+            let totals = match rollup::span_of(query) {
+                Some((root, span)) => {
+                    let mut totals = rollup::totals(&transaction, root, span.whole)?;
+                    for (from_micros, to_micros) in span.edges {
+                        totals.extend(usage_by_quarter_hour(
+                            &transaction,
+                            &UsageQuery {
+                                from_micros,
+                                to_micros,
+                                ..query.clone()
+                            },
+                        )?);
+                    }
+                    totals
+                }
+                None => usage_by_quarter_hour(&transaction, query)?,
+            };
+            transaction.commit()?;
+            return Ok(totals);
         }
         let key = query.key_sql();
         let mut statement = self.connection.prepare(&format!(
@@ -1871,5 +1892,40 @@ mod rollup {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         apply(connection, &moved_sums(&moves, &sums))
+    }
+
+    /// The account whose rollup can answer `query`, with the span it answers: by quarter hour,
+    /// a subtree with sub-accounts (only those have a rollup), at least one whole quarter hour.
+    pub fn span_of(query: &UsageQuery) -> Option<(&str, RollupSpan)> {
+        if query.grouping != UsageGrouping::QuarterHour || query.accounts.len() < 2 {
+            return None;
+        }
+        let root = query.subtree_of.as_deref()?;
+        Some((root, rollup_span(query.from_micros, query.to_micros)?))
+    }
+
+    /// The rollup of `root` over whole quarter hours `[from, to)`.
+    pub fn totals(
+        connection: &Connection,
+        root: &str,
+        (from_micros, to_micros): (i64, i64),
+    ) -> anyhow::Result<Vec<UsageRow>> {
+        let mut statement = connection.prepare_cached(
+            "SELECT quarter_hour_micros, currency, calls, billable_seconds, charged_units
+             FROM usage_rollup
+             WHERE ancestor = ?1 AND quarter_hour_micros >= ?2 AND quarter_hour_micros < ?3",
+        )?;
+        let rows = statement
+            .query_map(params![root, from_micros, to_micros], |row| {
+                Ok(UsageRow {
+                    key: row.get::<_, i64>(0)?.to_string(),
+                    currency: row.get(1)?,
+                    calls: row.get(2)?,
+                    billable_seconds: row.get(3)?,
+                    cost_units: row.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 }

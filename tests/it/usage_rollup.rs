@@ -1,7 +1,9 @@
 //! The usage rollup against both stores: after every step of a day's life (an authorized call
 //! settled onto a trunk, held calls, the trunk sweep, a rerate, re-parents, an account gaining its
 //! first sub-account) each rollup row equals the aggregate of its account's subtree's calls to
-//! the unit. A store migrated from before the rollup derives it from the calls it holds.
+//! the unit, and usage by quarter hour with sub-accounts answers the same from the rollup as
+//! call by call, whole quarter hours or ragged ends. A store migrated from before the rollup
+//! derives it from the calls it holds.
 
 use crate::store_support::{TestStore, batch_from_csv, context_for, test_stores};
 use crate::support::{deck_from_text, micros};
@@ -14,7 +16,8 @@ use tollgate::credit::rerate::{RerateScope, run_rerate};
 use tollgate::credit::trunk_sweep::run_trunk_sweep;
 use tollgate::credit::trunks::TrunkEligibility;
 use tollgate::store::ledger_store::{
-    LedgerStore, QUARTER_HOUR_MICROS, StoreLocation, charged_units,
+    LedgerStore, QUARTER_HOUR_MICROS, StoreLocation, UsageGrouping, UsageQuery, UsageRow,
+    charged_units,
 };
 
 /// 0.60 a minute in whole minutes.
@@ -273,6 +276,90 @@ fn rollup_of_calls(store: &mut dyn LedgerStore) -> Rollup {
     expected
 }
 
+fn subtree(store: &mut dyn LedgerStore, account: &str) -> Vec<String> {
+    store
+        .account_subtree(account)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// Usage by quarter hour, summed per key and currency, sorted.
+fn usage(store: &mut dyn LedgerStore, query: &UsageQuery) -> Vec<UsageRow> {
+    let mut sums: BTreeMap<(String, String), (i64, i64, i64)> = BTreeMap::new();
+    for row in store.usage_totals(query).unwrap() {
+        let sum = sums.entry((row.key, row.currency)).or_default();
+        sum.0 += row.calls;
+        sum.1 += row.billable_seconds;
+        sum.2 += row.cost_units;
+    }
+    sums.into_iter()
+        .map(
+            |((key, currency), (calls, billable_seconds, cost_units))| UsageRow {
+                key,
+                currency,
+                calls,
+                billable_seconds,
+                cost_units,
+            },
+        )
+        .collect()
+}
+
+/// Every account's usage with its sub-accounts, from the rollup and call by call, alike.
+fn check_usage_answers(store: &mut dyn LedgerStore, label: &str) {
+    let ranges = [
+        (
+            "whole quarter hours",
+            "2026-11-20T00:00:00Z",
+            "2026-11-22T00:00:00Z",
+        ),
+        (
+            "ragged ends",
+            "2026-11-20T23:44:11Z",
+            "2026-11-21T03:02:30Z",
+        ),
+        (
+            "inside one quarter hour",
+            "2026-11-21T00:00:00Z",
+            "2026-11-21T00:14:59Z",
+        ),
+        (
+            "ends on a call",
+            "2026-11-20T23:59:59Z",
+            "2026-11-21T00:15:00Z",
+        ),
+    ];
+    let ids: Vec<String> = store
+        .accounts()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    for id in ids {
+        let accounts = subtree(store, &id);
+        for (range, from, to) in ranges {
+            let query = UsageQuery {
+                accounts: accounts.clone(),
+                subtree_of: Some(id.clone()),
+                from_micros: micros(from),
+                to_micros: micros(to),
+                grouping: UsageGrouping::QuarterHour,
+            };
+            let call_by_call = UsageQuery {
+                subtree_of: None,
+                ..query.clone()
+            };
+            assert_eq!(
+                usage(store, &query),
+                usage(store, &call_by_call),
+                "{label}: {id} with sub-accounts, {range}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_rollup_equals_its_subtrees_calls_after_every_kind_of_change() {
     for test_store in test_stores() {
@@ -282,6 +369,7 @@ fn the_rollup_equals_its_subtrees_calls_after_every_kind_of_change() {
             let label = format!("{}, after {step}", test_store.label);
             let expected = rollup_of_calls(store.as_mut());
             assert_eq!(stored_rollup(&test_store), expected, "{label}");
+            check_usage_answers(store.as_mut(), &label);
         }
         // The life above moved money and changed every kind of thing the rollup counts.
         let rollup = stored_rollup(&test_store);
@@ -314,7 +402,8 @@ fn a_store_from_before_the_rollup_derives_it_from_its_calls() {
                 .batch_execute(UNDO)
                 .unwrap(),
         }
-        let _store = test_store.open();
+        let mut store = test_store.open();
         assert_eq!(stored_rollup(&test_store), expected, "{label}");
+        check_usage_answers(store.as_mut(), label);
     }
 }
