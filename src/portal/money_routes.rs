@@ -63,7 +63,8 @@ pub async fn usage(
             return Err(ApiError::bad_parameter("from: must be before to".into()));
         }
         // A breakdown by account is of the sub-accounts, whether asked for or not.
-        let accounts = covered_accounts(store, &id, include_sub_accounts || group_by == "account")?;
+        let subtree = include_sub_accounts || group_by == "account";
+        let accounts = covered_accounts(store, &id, subtree)?;
         let grouping = match group_by.as_str() {
             "destination" => UsageGrouping::Destination,
             "account" => UsageGrouping::Account,
@@ -72,6 +73,7 @@ pub async fn usage(
         let rows = store
             .usage_totals(&UsageQuery {
                 accounts,
+                subtree_of: subtree.then(|| id.clone()),
                 from_micros: from,
                 to_micros: to,
                 grouping,

@@ -193,6 +193,9 @@ pub enum UsageGrouping {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageQuery {
     pub accounts: Vec<String>,
+    /// `Some(id)` when `accounts` is `id` and every account below it: by quarter hour, the
+    /// store may then answer whole quarter hours from the usage rollup of `id`.
+    pub subtree_of: Option<String>,
     pub from_micros: i64,
     pub to_micros: i64,
     pub grouping: UsageGrouping,

@@ -23,6 +23,10 @@
 //! account, when the record named one, so operators can list an account's rejects, and indexes
 //! accounts by parent, so the portal walks one account's family instead of reading them all; and the calls' index by
 //! account and start time carries what usage totals read, so they never visit the table.
+//! Version 10 adds the usage rollup (see `usage_rollup`): per account with sub-accounts, quarter
+//! hour and currency, the calls, billable seconds and charged units of its whole subtree, derived
+//! here from the calls already stored and kept from then on in every transaction that changes
+//! calls or the account tree.
 //!
 //! Money is BIGINT ledger units (8 decimals, see `money::LEDGER_DECIMALS`) in both stores, and
 //! times are microseconds since the Unix epoch, so both stores compute the same sums exactly.
@@ -294,6 +298,34 @@ CREATE INDEX rated_calls_by_account_time
     ON rated_calls (account, start_time_micros, currency, billing_class, billable_seconds, cost_units);
 ",
     ),
+    (
+        10,
+        "
+CREATE TABLE usage_rollup (
+    ancestor TEXT NOT NULL,
+    quarter_hour_micros INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    billable_seconds INTEGER NOT NULL,
+    charged_units INTEGER NOT NULL,
+    PRIMARY KEY (ancestor, quarter_hour_micros, currency)
+) WITHOUT ROWID;
+INSERT INTO usage_rollup (ancestor, quarter_hour_micros, currency, calls, billable_seconds,
+    charged_units)
+WITH RECURSIVE chain (account, ancestor, depth) AS (
+    SELECT id, id, 0 FROM accounts
+    UNION ALL
+    SELECT chain.account, a.parent, chain.depth + 1 FROM chain JOIN accounts a ON a.id = chain.ancestor
+    WHERE a.parent IS NOT NULL AND chain.depth < 10000)
+SELECT chain.ancestor,
+    r.start_time_micros - ((r.start_time_micros % 900000000) + 900000000) % 900000000,
+    r.currency, count(*), sum(r.billable_seconds),
+    sum(CASE WHEN r.billing_class IN ('trunk', 'held') THEN 0 ELSE r.cost_units END)
+FROM chain JOIN rated_calls r ON r.account = chain.account
+WHERE chain.ancestor IN (SELECT parent FROM accounts WHERE parent IS NOT NULL)
+GROUP BY 1, 2, 3;
+",
+    ),
 ];
 
 /// (version, SQL) for PostgreSQL: the same tables and columns.
@@ -561,6 +593,34 @@ CREATE INDEX accounts_by_parent ON accounts (parent);
 DROP INDEX rated_calls_by_account_time;
 CREATE INDEX rated_calls_by_account_time ON rated_calls (account, start_time_micros)
     INCLUDE (currency, billing_class, billable_seconds, cost_units);
+",
+    ),
+    (
+        10,
+        "
+CREATE TABLE usage_rollup (
+    ancestor TEXT NOT NULL,
+    quarter_hour_micros BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    calls BIGINT NOT NULL,
+    billable_seconds BIGINT NOT NULL,
+    charged_units BIGINT NOT NULL,
+    PRIMARY KEY (ancestor, quarter_hour_micros, currency)
+);
+INSERT INTO usage_rollup (ancestor, quarter_hour_micros, currency, calls, billable_seconds,
+    charged_units)
+WITH RECURSIVE chain (account, ancestor, depth) AS (
+    SELECT id, id, 0 FROM accounts
+    UNION ALL
+    SELECT chain.account, a.parent, chain.depth + 1 FROM chain JOIN accounts a ON a.id = chain.ancestor
+    WHERE a.parent IS NOT NULL AND chain.depth < 10000)
+SELECT chain.ancestor,
+    r.start_time_micros - ((r.start_time_micros % 900000000) + 900000000) % 900000000,
+    r.currency, count(*), sum(r.billable_seconds),
+    sum(CASE WHEN r.billing_class IN ('trunk', 'held') THEN 0 ELSE r.cost_units END)
+FROM chain JOIN rated_calls r ON r.account = chain.account
+WHERE chain.ancestor IN (SELECT parent FROM accounts WHERE parent IS NOT NULL)
+GROUP BY 1, 2, 3;
 ",
     ),
 ];

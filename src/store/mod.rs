@@ -7,3 +7,4 @@ pub mod postgres_store;
 pub mod rated_output;
 pub mod rejects_file;
 pub mod sqlite_store;
+pub mod usage_rollup;

@@ -20,11 +20,15 @@ use super::ledger_store::{
     LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, REJECTS_OF_ACCOUNT_SQL, RechargeRun,
     RevisionsApplied, SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS,
     StoredAccount, StoredAlert, StoredCall, StoredEntry, StoredReject, StoredRevision, SweepState,
-    TokenScope, UNBILLED_SQL, UsageQuery, UsageRow, call_record_from_columns,
+    TokenScope, UNBILLED_SQL, UsageGrouping, UsageQuery, UsageRow, call_record_from_columns,
     calls_oldest_first_sql, check_period_close, columns_of, credit_already_made, earlier_answer,
     kept_alive, newest_first_cursor, now_micros, oldest_first_start, parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
+use super::usage_rollup::{
+    QUARTER_HOUR_SQL, ROLLUP_CALL_COLUMNS, ROLLUP_COLUMNS, RollupCall, RollupChange, RollupSpan,
+    RollupTree, moved_sums, posted_calls, rollup_moves, rollup_span,
+};
 use crate::credit::accounts::{Account, account_in_cycle};
 use crate::credit::authorization::{
     Authorization, AuthorizationRequest, ChainLevel, Decision, chain_levels,
@@ -260,6 +264,7 @@ impl LedgerStore for PostgresStore {
         let mut transaction = self.client.transaction()?;
         // One import at a time, so the cycle check below sees every committed change.
         transaction.execute("SELECT 1 FROM store_state FOR UPDATE", &[])?;
+        let parents_before = rollup::parents(&mut transaction)?;
         let upsert = transaction.prepare(&format!(
             "INSERT INTO accounts ({ACCOUNT_ROW_COLUMNS}, updated_at_micros)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
@@ -295,14 +300,11 @@ impl LedgerStore for PostgresStore {
                 ],
             )?;
         }
-        let parents: HashMap<String, Option<String>> = transaction
-            .query("SELECT id, parent FROM accounts", &[])?
-            .iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
+        let parents = rollup::parents(&mut transaction)?;
         if let Some(account) = account_in_cycle(&parents) {
             bail!("account {account} would be its own ancestor: nothing was imported");
         }
+        rollup::follow_tree(&mut transaction, &parents_before, &parents)?;
         transaction.execute(
             "UPDATE store_state SET accounts_generation = accounts_generation + 1",
             &[],
@@ -472,6 +474,7 @@ impl LedgerStore for PostgresStore {
                 .collect()
         };
         let mut fates = decide_fates(batch, &repeats, &stored_digest);
+        rollup::hold_tree(&mut transaction)?;
         let links = Self::account_links(&mut transaction, &mut self.links)?;
         let mut settled = settle_calls(&mut transaction, &new_calls(batch, &fates), now)?;
         settled.hold_unauthorized(batch, &fates, &links)?;
@@ -571,6 +574,10 @@ impl LedgerStore for PostgresStore {
         )?;
         let over_limit = settled.over_limit_calls(batch);
         raise_limit_exceeded(&mut transaction, &over_limit, Some(batch_id), now)?;
+        rollup::apply(
+            &mut transaction,
+            &posted_calls(batch, &fates, &RollupTree::new(&links.parents)),
+        )?;
         let mut outcome = outcome_of(batch, &fates, batch_id);
         outcome.limit_exceeded = settled.over_limit.len() as u64;
         transaction.execute(
@@ -974,6 +981,7 @@ impl LedgerStore for PostgresStore {
             .collect();
         let rates: Vec<Option<rust_decimal::Decimal>> =
             revisions.iter().map(|r| r.new_rate).collect();
+        let unrevised = rollup::calls(&mut transaction, &sources, &cdr_ids)?;
         let revised: std::collections::HashSet<(String, String)> = transaction
             .query(
                 "UPDATE rated_calls r SET deck = n.deck, rate_prefix = n.rate_prefix,
@@ -1039,6 +1047,7 @@ impl LedgerStore for PostgresStore {
                 &pick_number(|r| r.new_cost_units),
             ],
         )?;
+        rollup::hold_tree(&mut transaction)?;
         let links = Self::account_links(&mut transaction, &mut self.links)?;
         let moved: Vec<String> = accounts_moved(&applied, &links)?.into_iter().collect();
         let balances_before: HashMap<String, i64> = transaction
@@ -1102,6 +1111,11 @@ impl LedgerStore for PostgresStore {
                 &plan.alerts.iter().map(|a| a.2).collect::<Vec<_>>(),
                 &now,
             ],
+        )?;
+        let revised_calls = rollup::calls(&mut transaction, &sources, &cdr_ids)?;
+        rollup::apply(
+            &mut transaction,
+            &RollupChange::between(&RollupTree::new(&links.parents), &unrevised, &revised_calls),
         )?;
         transaction.commit()?;
         Ok(applied_totals(&applied))
@@ -1350,34 +1364,31 @@ impl LedgerStore for PostgresStore {
     }
 
     fn usage_totals(&mut self, query: &UsageQuery) -> anyhow::Result<Vec<UsageRow>> {
-        let key = query.key_sql();
-        let mut transaction = self.client.transaction()?;
-        // A reseller's month is hundreds of thousands of calls into a few thousand groups: a
-        // hash groups them in a third of the time of the sort the planner sometimes prefers for
-        // a parameterised array, and that sort spills to disk at the default work_mem.
-        transaction.batch_execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")?;
-        let rows = transaction.query(
-            &format!(
-                "SELECT {key} AS usage_key, currency, count(*), sum(billable_seconds)::BIGINT,
-                        sum({CHARGED_UNITS_SQL})::BIGINT
-                 FROM rated_calls
-                 WHERE account = ANY($1)
-                   AND start_time_micros >= $2 AND start_time_micros < $3
-                 GROUP BY usage_key, currency"
-            ),
-            &[&query.accounts, &query.from_micros, &query.to_micros],
-        )?;
+        // One snapshot: the rollup and the calls at the ends of its span agree.
+        let mut transaction = self
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let totals = match rollup::span_of(query) {
+            Some((root, span)) => {
+                let mut totals = rollup::totals(&mut transaction, root, span.whole)?;
+                for (from_micros, to_micros) in span.edges {
+                    totals.extend(usage_of_calls(
+                        &mut transaction,
+                        &UsageQuery {
+                            from_micros,
+                            to_micros,
+                            ..query.clone()
+                        },
+                    )?);
+                }
+                totals
+            }
+            None => usage_of_calls(&mut transaction, query)?,
+        };
         transaction.commit()?;
-        let totals: Vec<UsageRow> = rows
-            .iter()
-            .map(|row| UsageRow {
-                key: row.get(0),
-                currency: row.get(1),
-                calls: row.get(2),
-                billable_seconds: row.get(3),
-                cost_units: row.get(4),
-            })
-            .collect();
         Ok(totals)
     }
 
@@ -1473,6 +1484,15 @@ impl LedgerStore for PostgresStore {
             return Ok(None);
         }
         let now = now_micros();
+        let sources: Vec<&str> = classes
+            .iter()
+            .map(|(call, _)| call.source.as_str())
+            .collect();
+        let cdr_ids: Vec<&str> = classes
+            .iter()
+            .map(|(call, _)| call.cdr_id.as_str())
+            .collect();
+        let held = rollup::calls(&mut transaction, &sources, &cdr_ids)?;
         let classified = transaction.execute(
             &format!(
                 "UPDATE rated_calls r SET billing_class = t.class
@@ -1481,14 +1501,8 @@ impl LedgerStore for PostgresStore {
                    AND r.billing_class = '{HELD_FOR_SWEEP}'"
             ),
             &[
-                &classes
-                    .iter()
-                    .map(|(call, _)| call.source.as_str())
-                    .collect::<Vec<_>>(),
-                &classes
-                    .iter()
-                    .map(|(call, _)| call.cdr_id.as_str())
-                    .collect::<Vec<_>>(),
+                &sources,
+                &cdr_ids,
                 &classes
                     .iter()
                     .map(|(_, class)| class.as_str())
@@ -1502,6 +1516,7 @@ impl LedgerStore for PostgresStore {
                 classes.len()
             );
         }
+        rollup::hold_tree(&mut transaction)?;
         let links = Self::account_links(&mut transaction, &mut self.links)?;
         let charges = sweep_charges(classes, &links.parents)?;
         let reference = format!("trunk sweep {}", expected_version + 1);
@@ -1514,6 +1529,11 @@ impl LedgerStore for PostgresStore {
             now,
         )?;
         raise_limit_exceeded(&mut transaction, &charges.over_limit, None, now)?;
+        let classified_calls = rollup::calls(&mut transaction, &sources, &cdr_ids)?;
+        rollup::apply(
+            &mut transaction,
+            &RollupChange::between(&RollupTree::new(&links.parents), &held, &classified_calls),
+        )?;
         transaction.commit()?;
         Ok(Some(charges.charged_units))
     }
@@ -1750,6 +1770,40 @@ fn settle_calls(
         settled.add(row.get::<_, i64>(0) as usize, row.get(2));
     }
     Ok(settled)
+}
+
+/// Usage totals summed call by call, in `transaction`.
+fn usage_of_calls(
+    transaction: &mut postgres::Transaction<'_>,
+    query: &UsageQuery,
+) -> anyhow::Result<Vec<UsageRow>> {
+    let key = query.key_sql();
+    // A reseller's month is hundreds of thousands of calls into a few thousand groups: a
+    // hash groups them in a third of the time of the sort the planner sometimes prefers for
+    // a parameterised array, and that sort spills to disk at the default work_mem.
+    transaction.batch_execute("SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'")?;
+    let rows = transaction.query(
+        &format!(
+            "SELECT {key} AS usage_key, currency, count(*), sum(billable_seconds)::BIGINT,
+                        sum({CHARGED_UNITS_SQL})::BIGINT
+                 FROM rated_calls
+                 WHERE account = ANY($1)
+                   AND start_time_micros >= $2 AND start_time_micros < $3
+                 GROUP BY usage_key, currency"
+        ),
+        &[&query.accounts, &query.from_micros, &query.to_micros],
+    )?;
+    let totals: Vec<UsageRow> = rows
+        .iter()
+        .map(|row| UsageRow {
+            key: row.get(0),
+            currency: row.get(1),
+            calls: row.get(2),
+            billable_seconds: row.get(3),
+            cost_units: row.get(4),
+        })
+        .collect();
+    Ok(totals)
 }
 
 /// An alert from `ALERT_COLUMNS` starting at column `first`.
@@ -1999,4 +2053,177 @@ fn end_in(
         records.insert(record.call_id.clone(), record);
     }
     Ok(call_ids.iter().map(|id| records.get(id).cloned()).collect())
+}
+
+/// The usage rollup in PostgreSQL (see `usage_rollup`): every write to it, and its one read, go
+/// through here.
+mod rollup {
+    use super::*;
+
+    /// Makes an import wait for this transaction, and this one for an import under way: the
+    /// rollups this transaction changes are those of the tree it reads next, and an import moves
+    /// calls between rollups only once the calls it moves are committed.
+    pub fn hold_tree(transaction: &mut postgres::Transaction<'_>) -> anyhow::Result<()> {
+        transaction.execute("SELECT 1 FROM store_state FOR SHARE", &[])?;
+        Ok(())
+    }
+
+    /// The calls' rollup fields as stored now (calls not stored are left out): read before and
+    /// after a change to some calls, the difference is what the change does to the rollup.
+    pub fn calls(
+        transaction: &mut postgres::Transaction<'_>,
+        sources: &[&str],
+        cdr_ids: &[&str],
+    ) -> anyhow::Result<Vec<RollupCall>> {
+        let rows = transaction.query(
+            &format!(
+                "SELECT {ROLLUP_CALL_COLUMNS} FROM rated_calls r
+                 JOIN UNNEST($1::text[], $2::text[]) AS k (source, cdr_id)
+                   ON r.source = k.source AND r.cdr_id = k.cdr_id"
+            ),
+            &[&sources, &cdr_ids],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                RollupCall::new(
+                    row.get(0),
+                    row.get(1),
+                    row.get(2),
+                    row.get(3),
+                    row.get(4),
+                    row.get(5),
+                )
+            })
+            .collect())
+    }
+
+    /// Adds `change` to the rollup rows (in key order, so writers lock rows in one order),
+    /// deleting rows left without calls.
+    pub fn apply(
+        transaction: &mut postgres::Transaction<'_>,
+        change: &RollupChange,
+    ) -> anyhow::Result<()> {
+        if change.is_empty() {
+            return Ok(());
+        }
+        let mut ancestors = Vec::new();
+        let mut quarter_hours = Vec::new();
+        let mut currencies = Vec::new();
+        let mut calls = Vec::new();
+        let mut seconds = Vec::new();
+        let mut units = Vec::new();
+        for ((ancestor, quarter_hour, currency), sums) in change.rows() {
+            ancestors.push(ancestor.as_str());
+            quarter_hours.push(*quarter_hour);
+            currencies.push(currency.as_str());
+            calls.push(sums.0);
+            seconds.push(sums.1);
+            units.push(sums.2);
+        }
+        transaction.execute(
+            &format!(
+                "INSERT INTO usage_rollup ({ROLLUP_COLUMNS})
+                 SELECT a, q, c, n, s, u FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[],
+                    $5::bigint[], $6::bigint[]) WITH ORDINALITY AS x (a, q, c, n, s, u, o)
+                 ORDER BY o
+                 ON CONFLICT (ancestor, quarter_hour_micros, currency) DO UPDATE SET
+                    calls = usage_rollup.calls + excluded.calls,
+                    billable_seconds = usage_rollup.billable_seconds + excluded.billable_seconds,
+                    charged_units = usage_rollup.charged_units + excluded.charged_units"
+            ),
+            &[&ancestors, &quarter_hours, &currencies, &calls, &seconds, &units],
+        )?;
+        if change.takes_calls_away() {
+            transaction.execute(
+                "DELETE FROM usage_rollup u
+                 USING UNNEST($1::text[], $2::bigint[], $3::text[]) AS x (a, q, c)
+                 WHERE u.ancestor = x.a AND u.quarter_hour_micros = x.q AND u.currency = x.c
+                   AND u.calls = 0",
+                &[&ancestors, &quarter_hours, &currencies],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Every account's parent.
+    pub fn parents(
+        transaction: &mut postgres::Transaction<'_>,
+    ) -> anyhow::Result<HashMap<String, Option<String>>> {
+        Ok(transaction
+            .query("SELECT id, parent FROM accounts", &[])?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect())
+    }
+
+    /// Moves the calls of the accounts whose rollups changed with the tree, `before` → `after`.
+    pub fn follow_tree(
+        transaction: &mut postgres::Transaction<'_>,
+        before: &HashMap<String, Option<String>>,
+        after: &HashMap<String, Option<String>>,
+    ) -> anyhow::Result<()> {
+        let moves = rollup_moves(before, after);
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let accounts: Vec<&str> = moves.iter().map(|moved| moved.account.as_str()).collect();
+        let sums: Vec<(String, i64, String, i64, i64, i64)> = transaction
+            .query(
+                &format!(
+                    "SELECT account, {QUARTER_HOUR_SQL}, currency, count(*),
+                            sum(billable_seconds)::BIGINT, sum({CHARGED_UNITS_SQL})::BIGINT
+                     FROM rated_calls WHERE account = ANY($1)
+                     GROUP BY 1, 2, 3"
+                ),
+                &[&accounts],
+            )?
+            .iter()
+            .map(|row| {
+                (
+                    row.get(0),
+                    row.get(1),
+                    row.get(2),
+                    row.get(3),
+                    row.get(4),
+                    row.get(5),
+                )
+            })
+            .collect();
+        apply(transaction, &moved_sums(&moves, &sums))
+    }
+
+    /// The account whose rollup can answer `query`, with the span it answers: by quarter hour,
+    /// a subtree with sub-accounts (only those have a rollup), at least one whole quarter hour.
+    pub fn span_of(query: &UsageQuery) -> Option<(&str, RollupSpan)> {
+        if query.grouping != UsageGrouping::QuarterHour || query.accounts.len() < 2 {
+            return None;
+        }
+        let root = query.subtree_of.as_deref()?;
+        Some((root, rollup_span(query.from_micros, query.to_micros)?))
+    }
+
+    /// The rollup of `root` over whole quarter hours `[from, to)`.
+    pub fn totals(
+        transaction: &mut postgres::Transaction<'_>,
+        root: &str,
+        (from_micros, to_micros): (i64, i64),
+    ) -> anyhow::Result<Vec<UsageRow>> {
+        Ok(transaction
+            .query(
+                "SELECT quarter_hour_micros, currency, calls, billable_seconds, charged_units
+                 FROM usage_rollup
+                 WHERE ancestor = $1 AND quarter_hour_micros >= $2 AND quarter_hour_micros < $3",
+                &[&root, &from_micros, &to_micros],
+            )?
+            .iter()
+            .map(|row| UsageRow {
+                key: row.get::<_, i64>(0).to_string(),
+                currency: row.get(1),
+                calls: row.get(2),
+                billable_seconds: row.get(3),
+                cost_units: row.get(4),
+            })
+            .collect())
+    }
 }

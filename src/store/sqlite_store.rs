@@ -17,6 +17,10 @@ use super::ledger_store::{
     oldest_first_start, parents_first, recharge_key,
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
+use super::usage_rollup::{
+    QUARTER_HOUR_SQL, ROLLUP_CALL_COLUMNS, ROLLUP_COLUMNS, RollupCall, RollupChange, RollupSpan,
+    RollupTree, moved_sums, posted_calls, rollup_moves, rollup_span,
+};
 use crate::credit::accounts::{Account, account_in_cycle};
 use crate::credit::authorization::{
     Authorization, AuthorizationRequest, ChainLevel, Decision, chain_levels,
@@ -218,55 +222,56 @@ fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
     })
 }
 
-impl SqliteStore {
-    /// Usage by quarter hour, summed here from the account-and-time index: SQLite would group
-    /// through a temporary b-tree, several times slower than the scan itself on a reseller's
-    /// month. The portal tests hold both stores to the same totals.
-    fn usage_by_quarter_hour(&mut self, query: &UsageQuery) -> anyhow::Result<Vec<UsageRow>> {
-        let mut statement = self.connection.prepare_cached(&format!(
-            "SELECT start_time_micros, currency, billable_seconds, {CHARGED_UNITS_SQL}
+/// Usage by quarter hour, summed here from the account-and-time index: SQLite would group
+/// through a temporary b-tree, several times slower than the scan itself on a reseller's
+/// month. The portal tests hold both stores to the same totals.
+fn usage_by_quarter_hour(
+    connection: &Connection,
+    query: &UsageQuery,
+) -> anyhow::Result<Vec<UsageRow>> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT start_time_micros, currency, billable_seconds, {CHARGED_UNITS_SQL}
              FROM rated_calls
              WHERE account IN (SELECT value FROM json_each(?1))
                AND start_time_micros >= ?2 AND start_time_micros < ?3"
-        ))?;
-        let mut rows = statement.query(params![
-            serde_json::to_string(&query.accounts)?,
-            query.from_micros,
-            query.to_micros
-        ])?;
-        let mut currencies: Vec<String> = Vec::new();
-        // (quarter hour, currency index) -> (calls, billable seconds, charged units)
-        let mut sums: HashMap<(i64, usize), (i64, i64, i64)> = HashMap::new();
-        while let Some(row) = rows.next()? {
-            let start: i64 = row.get(0)?;
-            let currency = row.get_ref(1)?.as_str()?;
-            let currency_index = match currencies.iter().position(|known| known == currency) {
-                Some(index) => index,
-                None => {
-                    currencies.push(currency.to_string());
-                    currencies.len() - 1
-                }
-            };
-            let quarter_hour = start.div_euclid(QUARTER_HOUR_MICROS) * QUARTER_HOUR_MICROS;
-            let sum = sums.entry((quarter_hour, currency_index)).or_default();
-            sum.0 += 1;
-            sum.1 += row.get::<_, i64>(2)?;
-            sum.2 += row.get::<_, i64>(3)?;
-        }
-        let totals: Vec<UsageRow> = sums
-            .into_iter()
-            .map(
-                |((quarter_hour, currency_index), (calls, seconds, units))| UsageRow {
-                    key: quarter_hour.to_string(),
-                    currency: currencies[currency_index].clone(),
-                    calls,
-                    billable_seconds: seconds,
-                    cost_units: units,
-                },
-            )
-            .collect();
-        Ok(totals)
+    ))?;
+    let mut rows = statement.query(params![
+        serde_json::to_string(&query.accounts)?,
+        query.from_micros,
+        query.to_micros
+    ])?;
+    let mut currencies: Vec<String> = Vec::new();
+    // (quarter hour, currency index) -> (calls, billable seconds, charged units)
+    let mut sums: HashMap<(i64, usize), (i64, i64, i64)> = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let start: i64 = row.get(0)?;
+        let currency = row.get_ref(1)?.as_str()?;
+        let currency_index = match currencies.iter().position(|known| known == currency) {
+            Some(index) => index,
+            None => {
+                currencies.push(currency.to_string());
+                currencies.len() - 1
+            }
+        };
+        let quarter_hour = start.div_euclid(QUARTER_HOUR_MICROS) * QUARTER_HOUR_MICROS;
+        let sum = sums.entry((quarter_hour, currency_index)).or_default();
+        sum.0 += 1;
+        sum.1 += row.get::<_, i64>(2)?;
+        sum.2 += row.get::<_, i64>(3)?;
     }
+    let totals: Vec<UsageRow> = sums
+        .into_iter()
+        .map(
+            |((quarter_hour, currency_index), (calls, seconds, units))| UsageRow {
+                key: quarter_hour.to_string(),
+                currency: currencies[currency_index].clone(),
+                calls,
+                billable_seconds: seconds,
+                cost_units: units,
+            },
+        )
+        .collect();
+    Ok(totals)
 }
 
 impl LedgerStore for SqliteStore {
@@ -290,6 +295,7 @@ impl LedgerStore for SqliteStore {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let parents_before = rollup::parents(&transaction)?;
         {
             let mut upsert = transaction.prepare(&format!(
                 "INSERT INTO accounts ({ACCOUNT_ROW_COLUMNS}, updated_at_micros)
@@ -324,13 +330,11 @@ impl LedgerStore for SqliteStore {
                 ])?;
             }
         }
-        let parents: HashMap<String, Option<String>> = transaction
-            .prepare("SELECT id, parent FROM accounts")?
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+        let parents = rollup::parents(&transaction)?;
         if let Some(account) = account_in_cycle(&parents) {
             bail!("account {account} would be its own ancestor: nothing was imported");
         }
+        rollup::follow_tree(&transaction, &parents_before, &parents)?;
         transaction.execute(
             "UPDATE store_state SET accounts_generation = accounts_generation + 1",
             [],
@@ -515,6 +519,10 @@ impl LedgerStore for SqliteStore {
                 ])?;
             }
         }
+        rollup::apply(
+            &transaction,
+            &posted_calls(batch, &fates, &RollupTree::new(&links.parents)),
+        )?;
         let usage = usage_by_account(batch, &fates, &links.parents)?;
         let reference = format!("batch {batch_id}");
         charge_usage(
@@ -905,6 +913,11 @@ impl LedgerStore for SqliteStore {
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_micros();
+        let keys: Vec<(&str, &str)> = revisions
+            .iter()
+            .map(|revision| (revision.source.as_str(), revision.cdr_id.as_str()))
+            .collect();
+        let unrevised = rollup::calls(&transaction, &keys)?;
         let mut applied = Vec::with_capacity(revisions.len());
         {
             let mut revise = transaction.prepare_cached(
@@ -953,6 +966,14 @@ impl LedgerStore for SqliteStore {
             }
         }
         let links = Self::account_links(&transaction, &mut self.links)?;
+        rollup::apply(
+            &transaction,
+            &RollupChange::between(
+                &RollupTree::new(&links.parents),
+                &unrevised,
+                &rollup::calls(&transaction, &keys)?,
+            ),
+        )?;
         let mut balances_before = HashMap::new();
         for account in accounts_moved(&applied, &links)? {
             let balance: i64 = transaction.query_row(
@@ -1248,7 +1269,27 @@ impl LedgerStore for SqliteStore {
 
     fn usage_totals(&mut self, query: &UsageQuery) -> anyhow::Result<Vec<UsageRow>> {
         if query.grouping == UsageGrouping::QuarterHour {
-            return self.usage_by_quarter_hour(query);
+            // One read transaction: the rollup and the calls at the ends from one snapshot.
+            let transaction = self.connection.transaction()?;
+            let totals = match rollup::span_of(query) {
+                Some((root, span)) => {
+                    let mut totals = rollup::totals(&transaction, root, span.whole)?;
+                    for (from_micros, to_micros) in span.edges {
+                        totals.extend(usage_by_quarter_hour(
+                            &transaction,
+                            &UsageQuery {
+                                from_micros,
+                                to_micros,
+                                ..query.clone()
+                            },
+                        )?);
+                    }
+                    totals
+                }
+                None => usage_by_quarter_hour(&transaction, query)?,
+            };
+            transaction.commit()?;
+            return Ok(totals);
         }
         let key = query.key_sql();
         let mut statement = self.connection.prepare(&format!(
@@ -1377,6 +1418,11 @@ impl LedgerStore for SqliteStore {
             return Ok(None);
         }
         let now = now_micros();
+        let keys: Vec<(&str, &str)> = classes
+            .iter()
+            .map(|(call, _)| (call.source.as_str(), call.cdr_id.as_str()))
+            .collect();
+        let held = rollup::calls(&transaction, &keys)?;
         {
             let mut classify = transaction.prepare_cached(&format!(
                 "UPDATE rated_calls SET billing_class = ?1
@@ -1393,6 +1439,14 @@ impl LedgerStore for SqliteStore {
             }
         }
         let links = Self::account_links(&transaction, &mut self.links)?;
+        rollup::apply(
+            &transaction,
+            &RollupChange::between(
+                &RollupTree::new(&links.parents),
+                &held,
+                &rollup::calls(&transaction, &keys)?,
+            ),
+        )?;
         let charges = sweep_charges(classes, &links.parents)?;
         let reference = format!("trunk sweep {}", expected_version + 1);
         charge_usage(&transaction, &charges.usage, &links, None, &reference, now)?;
@@ -1736,4 +1790,147 @@ fn alert_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Sto
         delivered_at_micros: row.get(first + 12)?,
         call_id: row.get(first + 13)?,
     })
+}
+
+/// The usage rollup in the embedded store (see `usage_rollup`): every write to it, and its one
+/// read, go through here.
+mod rollup {
+    use super::*;
+
+    /// The calls' rollup fields as stored now (calls not stored are left out): read before and
+    /// after a change to some calls, the difference is what the change does to the rollup.
+    pub fn calls(
+        connection: &Connection,
+        keys: &[(&str, &str)],
+    ) -> anyhow::Result<Vec<RollupCall>> {
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {ROLLUP_CALL_COLUMNS} FROM rated_calls WHERE source = ?1 AND cdr_id = ?2"
+        ))?;
+        let mut calls = Vec::with_capacity(keys.len());
+        for (source, cdr_id) in keys {
+            let call = statement
+                .query_row(params![source, cdr_id], |row| {
+                    let class: String = row.get(4)?;
+                    Ok(RollupCall::new(
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        &class,
+                        row.get(5)?,
+                    ))
+                })
+                .optional()?;
+            calls.extend(call);
+        }
+        Ok(calls)
+    }
+
+    /// Adds `change` to the rollup rows, deleting rows left without calls.
+    pub fn apply(connection: &Connection, change: &RollupChange) -> anyhow::Result<()> {
+        let mut upsert = connection.prepare_cached(&format!(
+            "INSERT INTO usage_rollup ({ROLLUP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (ancestor, quarter_hour_micros, currency) DO UPDATE SET
+                calls = usage_rollup.calls + excluded.calls,
+                billable_seconds = usage_rollup.billable_seconds + excluded.billable_seconds,
+                charged_units = usage_rollup.charged_units + excluded.charged_units"
+        ))?;
+        for ((ancestor, quarter_hour, currency), (calls, seconds, units)) in change.rows() {
+            upsert.execute(params![
+                ancestor,
+                quarter_hour,
+                currency,
+                calls,
+                seconds,
+                units
+            ])?;
+        }
+        if change.takes_calls_away() {
+            let mut emptied = connection.prepare_cached(
+                "DELETE FROM usage_rollup
+                 WHERE ancestor = ?1 AND quarter_hour_micros = ?2 AND currency = ?3 AND calls = 0",
+            )?;
+            for ((ancestor, quarter_hour, currency), _) in
+                change.rows().filter(|(_, (calls, _, _))| *calls < 0)
+            {
+                emptied.execute(params![ancestor, quarter_hour, currency])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every account's parent.
+    pub fn parents(connection: &Connection) -> anyhow::Result<HashMap<String, Option<String>>> {
+        Ok(connection
+            .prepare("SELECT id, parent FROM accounts")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Moves the calls of the accounts whose rollups changed with the tree, `before` → `after`.
+    pub fn follow_tree(
+        connection: &Connection,
+        before: &HashMap<String, Option<String>>,
+        after: &HashMap<String, Option<String>>,
+    ) -> anyhow::Result<()> {
+        let moves = rollup_moves(before, after);
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let accounts: Vec<&str> = moves.iter().map(|moved| moved.account.as_str()).collect();
+        let sums = connection
+            .prepare(&format!(
+                "SELECT account, {QUARTER_HOUR_SQL}, currency, count(*), sum(billable_seconds),
+                        sum({CHARGED_UNITS_SQL})
+                 FROM rated_calls WHERE account IN (SELECT value FROM json_each(?1))
+                 GROUP BY 1, 2, 3"
+            ))?
+            .query_map([serde_json::to_string(&accounts)?], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        apply(connection, &moved_sums(&moves, &sums))
+    }
+
+    /// The account whose rollup can answer `query`, with the span it answers: by quarter hour,
+    /// a subtree with sub-accounts (only those have a rollup), at least one whole quarter hour.
+    pub fn span_of(query: &UsageQuery) -> Option<(&str, RollupSpan)> {
+        if query.grouping != UsageGrouping::QuarterHour || query.accounts.len() < 2 {
+            return None;
+        }
+        let root = query.subtree_of.as_deref()?;
+        Some((root, rollup_span(query.from_micros, query.to_micros)?))
+    }
+
+    /// The rollup of `root` over whole quarter hours `[from, to)`.
+    pub fn totals(
+        connection: &Connection,
+        root: &str,
+        (from_micros, to_micros): (i64, i64),
+    ) -> anyhow::Result<Vec<UsageRow>> {
+        let mut statement = connection.prepare_cached(
+            "SELECT quarter_hour_micros, currency, calls, billable_seconds, charged_units
+             FROM usage_rollup
+             WHERE ancestor = ?1 AND quarter_hour_micros >= ?2 AND quarter_hour_micros < ?3",
+        )?;
+        let rows = statement
+            .query_map(params![root, from_micros, to_micros], |row| {
+                Ok(UsageRow {
+                    key: row.get::<_, i64>(0)?.to_string(),
+                    currency: row.get(1)?,
+                    calls: row.get(2)?,
+                    billable_seconds: row.get(3)?,
+                    cost_units: row.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
 }

@@ -41,5 +41,7 @@ mod switch_cdr_formats;
 mod trunk_sweep;
 /// `tollgate rate` with US jurisdictional decks: inter/intra/indeterminate rates by NPA-NXX state.
 mod us_jurisdictional;
+/// The usage rollup: equal to its subtree's calls after every kind of change, both stores.
+mod usage_rollup;
 /// A real HTTP server on 127.0.0.1 playing a webhook endpoint.
 mod webhook_receiver;
