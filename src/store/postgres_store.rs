@@ -20,14 +20,14 @@ use super::ledger_store::{
     LedgerTotals, OPEN_CALL_STATES, RATED_CALL_COLUMNS, REJECTS_OF_ACCOUNT_SQL, RechargeRun,
     RevisionsApplied, SETTLEABLE_CALL_STATES, SETTLED_STATE_SQL, STORED_CALL_COLUMNS,
     StoredAccount, StoredAlert, StoredCall, StoredEntry, StoredReject, StoredRevision, SweepState,
-    TokenScope, UNBILLED_SQL, UsageGrouping, UsageQuery, UsageRow, call_record_from_columns,
+    TokenScope, UNBILLED_SQL, UsageQuery, UsageRow, call_record_from_columns,
     calls_oldest_first_sql, check_period_close, columns_of, credit_already_made, earlier_answer,
     kept_alive, newest_first_cursor, now_micros, oldest_first_start, parents_first, recharge_key,
 };
 use super::migrations::{POSTGRES_MIGRATIONS, latest_version};
 use super::usage_rollup::{
-    QUARTER_HOUR_SQL, ROLLUP_CALL_COLUMNS, ROLLUP_COLUMNS, RollupCall, RollupChange, RollupSpan,
-    RollupTree, moved_sums, posted_calls, rollup_moves, rollup_span,
+    QUARTER_HOUR_SQL, ROLLUP_CALL_COLUMNS, ROLLUP_COLUMNS, RollupCall, RollupChange, RollupTree,
+    moved_sums, posted_calls, rollup_moves, rollup_query_span,
 };
 use crate::credit::accounts::{Account, account_in_cycle};
 use crate::credit::authorization::{
@@ -1371,7 +1371,7 @@ impl LedgerStore for PostgresStore {
             .isolation_level(postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()?;
-        let totals = match rollup::span_of(query) {
+        let totals = match rollup_query_span(query) {
             Some((root, span)) => {
                 let mut totals = rollup::totals(&mut transaction, root, span.whole)?;
                 for (from_micros, to_micros) in span.edges {
@@ -2191,16 +2191,6 @@ mod rollup {
             })
             .collect();
         apply(transaction, &moved_sums(&moves, &sums))
-    }
-
-    /// The account whose rollup can answer `query`, with the span it answers: by quarter hour,
-    /// a subtree with sub-accounts (only those have a rollup), at least one whole quarter hour.
-    pub fn span_of(query: &UsageQuery) -> Option<(&str, RollupSpan)> {
-        if query.grouping != UsageGrouping::QuarterHour || query.accounts.len() < 2 {
-            return None;
-        }
-        let root = query.subtree_of.as_deref()?;
-        Some((root, rollup_span(query.from_micros, query.to_micros)?))
     }
 
     /// The rollup of `root` over whole quarter hours `[from, to)`.

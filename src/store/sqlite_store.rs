@@ -18,8 +18,8 @@ use super::ledger_store::{
 };
 use super::migrations::{SQLITE_MIGRATIONS, latest_version};
 use super::usage_rollup::{
-    QUARTER_HOUR_SQL, ROLLUP_CALL_COLUMNS, ROLLUP_COLUMNS, RollupCall, RollupChange, RollupSpan,
-    RollupTree, moved_sums, posted_calls, rollup_moves, rollup_span,
+    QUARTER_HOUR_SQL, ROLLUP_CALL_COLUMNS, ROLLUP_COLUMNS, RollupCall, RollupChange, RollupTree,
+    moved_sums, posted_calls, rollup_moves, rollup_query_span,
 };
 use crate::credit::accounts::{Account, account_in_cycle};
 use crate::credit::authorization::{
@@ -1271,7 +1271,7 @@ impl LedgerStore for SqliteStore {
         if query.grouping == UsageGrouping::QuarterHour {
             // One read transaction: the rollup and the calls at the ends from one snapshot.
             let transaction = self.connection.transaction()?;
-            let totals = match rollup::span_of(query) {
+            let totals = match rollup_query_span(query) {
                 Some((root, span)) => {
                     let mut totals = rollup::totals(&transaction, root, span.whole)?;
                     for (from_micros, to_micros) in span.edges {
@@ -1897,16 +1897,6 @@ mod rollup {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         apply(connection, &moved_sums(&moves, &sums))
-    }
-
-    /// The account whose rollup can answer `query`, with the span it answers: by quarter hour,
-    /// a subtree with sub-accounts (only those have a rollup), at least one whole quarter hour.
-    pub fn span_of(query: &UsageQuery) -> Option<(&str, RollupSpan)> {
-        if query.grouping != UsageGrouping::QuarterHour || query.accounts.len() < 2 {
-            return None;
-        }
-        let root = query.subtree_of.as_deref()?;
-        Some((root, rollup_span(query.from_micros, query.to_micros)?))
     }
 
     /// The rollup of `root` over whole quarter hours `[from, to)`.

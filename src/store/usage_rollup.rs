@@ -12,7 +12,7 @@
 //! Leaf accounts have no rollup: one of them has about one call per quarter hour, so its calls
 //! are read directly, through the index by account and start time.
 
-use super::ledger_store::{QUARTER_HOUR_MICROS, charged_units};
+use super::ledger_store::{QUARTER_HOUR_MICROS, UsageGrouping, UsageQuery, charged_units};
 use crate::credit::posting::{CallColumns, CallFate, PostingBatch};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -285,6 +285,16 @@ pub struct RollupSpan {
     pub whole: (i64, i64),
     /// Ranges read call by call (empty ranges left out).
     pub edges: Vec<(i64, i64)>,
+}
+
+/// The account whose rollup can answer `query`, with the span it answers: by quarter hour, a
+/// subtree with sub-accounts (only those have a rollup), at least one whole quarter hour.
+pub fn rollup_query_span(query: &UsageQuery) -> Option<(&str, RollupSpan)> {
+    if query.grouping != UsageGrouping::QuarterHour || query.accounts.len() < 2 {
+        return None;
+    }
+    let root = query.subtree_of.as_deref()?;
+    Some((root, rollup_span(query.from_micros, query.to_micros)?))
 }
 
 /// Splits `[from, to)`; `None` when it holds no whole quarter hour.
