@@ -27,6 +27,11 @@
 //! hour and currency, the calls, billable seconds and charged units of its whole subtree, derived
 //! here from the calls already stored and kept from then on in every transaction that changes
 //! calls or the account tree.
+//! Version 11 (embedded store only) stores the rated calls in account and start-time order
+//! (a `WITHOUT ROWID` table keyed by account, start time and dedupe key, the dedupe key unique
+//! by an index of its own): everything the portal reads is one account's calls over a time range,
+//! which is then one contiguous run of the table instead of an index entry and a table lookup per
+//! call. The account-and-time index is gone with it.
 //!
 //! Money is BIGINT ledger units (8 decimals, see `money::LEDGER_DECIMALS`) in both stores, and
 //! times are microseconds since the Unix epoch, so both stores compute the same sums exactly.
@@ -324,6 +329,46 @@ SELECT chain.ancestor,
 FROM chain JOIN rated_calls r ON r.account = chain.account
 WHERE chain.ancestor IN (SELECT parent FROM accounts WHERE parent IS NOT NULL)
 GROUP BY 1, 2, 3;
+",
+    ),
+    (
+        11,
+        "
+CREATE TABLE rated_calls_by_account (
+    source TEXT NOT NULL,
+    cdr_id TEXT NOT NULL,
+    account TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    callee TEXT NOT NULL,
+    start_time_micros INTEGER NOT NULL,
+    answer_time_micros INTEGER,
+    end_time_micros INTEGER,
+    billsec INTEGER NOT NULL,
+    disposition TEXT NOT NULL,
+    deck TEXT NOT NULL,
+    rate_prefix TEXT,
+    destination TEXT,
+    rate TEXT,
+    billable_seconds INTEGER NOT NULL,
+    cost_units INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    content_digest INTEGER NOT NULL,
+    batch_id INTEGER NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 0,
+    billing_class TEXT NOT NULL DEFAULT 'per_minute',
+    PRIMARY KEY (account, start_time_micros, source, cdr_id)
+) WITHOUT ROWID;
+INSERT INTO rated_calls_by_account
+SELECT source, cdr_id, account, direction, caller, callee, start_time_micros,
+    answer_time_micros, end_time_micros, billsec, disposition, deck, rate_prefix, destination,
+    rate, billable_seconds, cost_units, currency, content_digest, batch_id, revision,
+    billing_class
+FROM rated_calls INDEXED BY rated_calls_by_account_time ORDER BY account, start_time_micros;
+DROP TABLE rated_calls;
+ALTER TABLE rated_calls_by_account RENAME TO rated_calls;
+CREATE UNIQUE INDEX rated_calls_by_dedupe_key ON rated_calls (source, cdr_id);
+CREATE INDEX rated_calls_held ON rated_calls (billing_class) WHERE billing_class = 'held';
 ",
     ),
 ];
