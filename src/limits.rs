@@ -176,9 +176,11 @@ pub const DENIAL_KEPT_SECONDS: i64 = 86_400;
 pub const PORTAL_PAGE_DEFAULT: usize = 100;
 pub const PORTAL_PAGE_MAX: usize = 1_000;
 
-/// A usage export reads the store this many calls at a time, keeps at most this many encoded
-/// pages waiting for a slow client, and covers at most this many days.
+/// A usage export reads the store this many calls at a time, keeps at most this many pages of
+/// calls read ahead of its encoder and this many encoded pages waiting for a slow client, and
+/// covers at most this many days.
 pub const EXPORT_PAGE_CALLS: usize = 10_000;
+pub const EXPORT_CALL_PAGES_QUEUED_MAX: usize = 2;
 pub const EXPORT_PAGES_QUEUED_MAX: usize = 4;
 pub const EXPORT_RANGE_DAYS_MAX: i64 = 93;
 /// Exports streaming at once (each holds a store connection while its client reads); more are

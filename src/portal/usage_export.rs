@@ -11,8 +11,9 @@ use super::{
 };
 use crate::daemon::DaemonShared;
 use crate::limits::{
-    EXPORT_CACHE_KIBIBYTES, EXPORT_PAGE_CALLS, EXPORT_PAGES_QUEUED_MAX,
-    EXPORT_PARQUET_ROW_GROUP_ROWS, EXPORT_RANGE_DAYS_MAX, EXPORTS_CONCURRENT_MAX,
+    EXPORT_CACHE_KIBIBYTES, EXPORT_CALL_PAGES_QUEUED_MAX, EXPORT_PAGE_CALLS,
+    EXPORT_PAGES_QUEUED_MAX, EXPORT_PARQUET_ROW_GROUP_ROWS, EXPORT_RANGE_DAYS_MAX,
+    EXPORTS_CONCURRENT_MAX,
 };
 use crate::money::{LEDGER_DECIMALS, ledger_decimal};
 use crate::store::ledger_store::{LedgerStore, StoredCall, charged_units, open_store};
@@ -29,6 +30,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// Money columns of the Parquet export: ledger units, exactly.
@@ -63,53 +65,70 @@ pub fn neutralise_formula(field: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn csv_row(call: &StoredCall, time_zone: Tz) -> [String; 17] {
-    let local = |micros: Option<i64>| {
-        micros
-            .and_then(chrono::DateTime::from_timestamp_micros)
-            .map(|time| time.with_timezone(&time_zone).to_rfc3339())
-            .unwrap_or_default()
-    };
-    [
-        call.source.clone(),
-        call.cdr_id.clone(),
-        call.account.clone(),
-        call.direction.clone(),
-        call.caller.clone(),
-        call.callee.clone(),
-        local(Some(call.start_time_micros)),
-        local(call.answer_time_micros),
-        local(call.end_time_micros),
-        call.billsec.to_string(),
-        call.billable_seconds.to_string(),
-        call.destination.clone().unwrap_or_default(),
-        call.rate.clone().unwrap_or_default(),
-        ledger_decimal(call.cost_units).to_string(),
-        ledger_decimal(charged_units(&call.billing_class, call.cost_units)).to_string(),
-        call.currency.clone(),
-        call.billing_class.clone(),
-    ]
+/// Text of one call's computed fields, reused from row to row so a row allocates nothing.
+#[derive(Default)]
+struct CsvRowText {
+    start_time: String,
+    answer_time: String,
+    end_time: String,
+    billsec: itoa::Buffer,
+    billable_seconds: itoa::Buffer,
+    cost: String,
+    charged: String,
 }
 
-fn encode(rows: impl Iterator<Item = [String; 17]>, header: bool) -> anyhow::Result<Bytes> {
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
-    if header {
-        writer.write_record(EXPORT_COLUMNS)?;
+impl CsvRowText {
+    /// Writes one call as a CSV record, its times in `time_zone`, every field neutralised.
+    fn write_row(
+        &mut self,
+        writer: &mut csv::Writer<Vec<u8>>,
+        call: &StoredCall,
+        time_zone: Tz,
+    ) -> anyhow::Result<()> {
+        let local = |text: &mut String, micros: Option<i64>| {
+            text.clear();
+            if let Some(time) = micros.and_then(chrono::DateTime::from_timestamp_micros) {
+                // chrono's own RFC 3339 writer: a format string would be parsed for every time.
+                text.push_str(&time.with_timezone(&time_zone).to_rfc3339());
+            }
+        };
+        local(&mut self.start_time, Some(call.start_time_micros));
+        local(&mut self.answer_time, call.answer_time_micros);
+        local(&mut self.end_time, call.end_time_micros);
+        let money = |text: &mut String, units: i64| {
+            text.clear();
+            write!(text, "{}", ledger_decimal(units)).expect("writing to a String");
+        };
+        money(&mut self.cost, call.cost_units);
+        money(
+            &mut self.charged,
+            charged_units(&call.billing_class, call.cost_units),
+        );
+        let fields: [&str; 17] = [
+            &call.source,
+            &call.cdr_id,
+            &call.account,
+            &call.direction,
+            &call.caller,
+            &call.callee,
+            &self.start_time,
+            &self.answer_time,
+            &self.end_time,
+            self.billsec.format(call.billsec),
+            self.billable_seconds.format(call.billable_seconds),
+            call.destination.as_deref().unwrap_or_default(),
+            call.rate.as_deref().unwrap_or_default(),
+            &self.cost,
+            &self.charged,
+            &call.currency,
+            &call.billing_class,
+        ];
+        for field in fields {
+            writer.write_field(neutralise_formula(field).as_bytes())?;
+        }
+        writer.write_record(None::<&[u8]>)?;
+        Ok(())
     }
-    for row in rows {
-        writer.write_record(
-            row.iter()
-                .map(|field| neutralise_formula(field))
-                .map(|field| field.into_owned()),
-        )?;
-    }
-    Ok(Bytes::from(
-        writer
-            .into_inner()
-            .map_err(|error| anyhow::anyhow!("{error}"))?,
-    ))
 }
 
 /// What an export covers: these accounts' calls that started in `[from, to)`.
@@ -216,6 +235,7 @@ async fn start_export(
             ExportFormat::Csv => Box::new(CsvPages {
                 time_zone,
                 first: true,
+                text: CsvRowText::default(),
             }),
             ExportFormat::Parquet => Box::new(ParquetPages::new(time_zone)),
         };
@@ -254,15 +274,28 @@ trait PageEncoder: Send {
 struct CsvPages {
     time_zone: Tz,
     first: bool,
+    text: CsvRowText,
 }
+
+/// About the length of one exported CSV row, to size a page's buffer once.
+const CSV_ROW_BYTES_GUESS: usize = 200;
 
 impl PageEncoder for CsvPages {
     fn page(&mut self, calls: &[StoredCall]) -> anyhow::Result<Bytes> {
-        let header = std::mem::take(&mut self.first);
-        encode(
-            calls.iter().map(|call| csv_row(call, self.time_zone)),
-            header,
-        )
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(Vec::with_capacity(calls.len() * CSV_ROW_BYTES_GUESS));
+        if std::mem::take(&mut self.first) {
+            writer.write_record(EXPORT_COLUMNS)?;
+        }
+        for call in calls {
+            self.text.write_row(&mut writer, call, self.time_zone)?;
+        }
+        Ok(Bytes::from(
+            writer
+                .into_inner()
+                .map_err(|error| anyhow::anyhow!("{error}"))?,
+        ))
     }
 
     fn finish(&mut self) -> anyhow::Result<Bytes> {
@@ -383,11 +416,12 @@ impl PageEncoder for ParquetPages {
 }
 
 /// Sends one encoded page at a time, account by account (in the order given: the account, then
-/// those below it level by level) and each account's calls oldest first, then the file's end. A
-/// client that goes away stops it. A store error mid-way aborts the body, so the client sees a
-/// broken transfer, never a file that looks complete.
+/// those below it level by level) and each account's calls oldest first, then the file's end.
+/// One thread reads pages of calls from the store while this one encodes the page before, so an
+/// export uses two cores. A client that goes away stops both. A store error mid-way aborts the
+/// body, so the client sees a broken transfer, never a file that looks complete.
 fn stream_pages(
-    mut store: Box<dyn LedgerStore>,
+    store: Box<dyn LedgerStore>,
     query: ExportQuery,
     mut encoder: Box<dyn PageEncoder>,
     sender: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
@@ -396,38 +430,63 @@ fn stream_pages(
         tracing::warn!("usage export stopped: {error:#}");
         let _ = sender.blocking_send(Err(std::io::Error::other(format!("{error:#}"))));
     };
+    let (page_sender, page_receiver) = crossbeam_channel::bounded(EXPORT_CALL_PAGES_QUEUED_MAX);
+    std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("export-reader".into())
+            .spawn_scoped(scope, move || read_pages(store, &query, &page_sender));
+        if let Err(error) = reader {
+            return send_failure(anyhow::anyhow!("cannot start the export's reader: {error}"));
+        }
+        for page in page_receiver {
+            let encoded = match page.and_then(|calls: Vec<StoredCall>| encoder.page(&calls)) {
+                Ok(bytes) => bytes,
+                Err(error) => return send_failure(error),
+            };
+            // Returning drops the receiver, which stops the reader at its next page.
+            if !encoded.is_empty() && sender.blocking_send(Ok(encoded)).is_err() {
+                return;
+            }
+        }
+        match encoder.finish() {
+            Ok(bytes) => {
+                let _ = sender.blocking_send(Ok(bytes));
+            }
+            Err(error) => send_failure(error),
+        }
+    });
+}
+
+/// Reads the export's calls page by page into `pages`, ending with the first store error; stops
+/// when the receiving side has gone.
+fn read_pages(
+    mut store: Box<dyn LedgerStore>,
+    query: &ExportQuery,
+    pages: &crossbeam_channel::Sender<anyhow::Result<Vec<StoredCall>>>,
+) {
     for account in &query.accounts {
         let mut after = None;
         loop {
-            let page = match store.calls_oldest_first(
+            let page = store.calls_oldest_first(
                 account,
                 query.from_micros,
                 query.to_micros,
                 after.as_ref(),
                 EXPORT_PAGE_CALLS,
-            ) {
+            );
+            let page = match page {
                 Ok(page) => page,
-                Err(error) => return send_failure(error),
+                Err(error) => {
+                    let _ = pages.send(Err(error));
+                    return;
+                }
             };
             let done = page.len() < EXPORT_PAGE_CALLS;
             after = page.last().map(StoredCall::cursor);
-            let encoded = match encoder.page(&page) {
-                Ok(bytes) => bytes,
-                Err(error) => return send_failure(error),
-            };
-            if !encoded.is_empty() && sender.blocking_send(Ok(encoded)).is_err() {
-                return;
-            }
-            if done {
+            if pages.send(Ok(page)).is_err() || done {
                 break;
             }
         }
-    }
-    match encoder.finish() {
-        Ok(bytes) => {
-            let _ = sender.blocking_send(Ok(bytes));
-        }
-        Err(error) => send_failure(error),
     }
 }
 
