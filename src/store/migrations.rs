@@ -27,11 +27,13 @@
 //! hour and currency, the calls, billable seconds and charged units of its whole subtree, derived
 //! here from the calls already stored and kept from then on in every transaction that changes
 //! calls or the account tree.
-//! Version 11 (embedded store only) stores the rated calls in account and start-time order
-//! (a `WITHOUT ROWID` table keyed by account, start time and dedupe key, the dedupe key unique
-//! by an index of its own): everything the portal reads is one account's calls over a time range,
-//! which is then one contiguous run of the table instead of an index entry and a table lookup per
-//! call. The account-and-time index is gone with it.
+//! Version 11 stores the rated calls in account and start-time order: everything the portal reads
+//! is one account's calls over a time range, which is then a few runs of the table instead of a
+//! table lookup per call. The embedded store's table becomes a `WITHOUT ROWID` table keyed by
+//! account, start time and dedupe key (the dedupe key unique by an index of its own), and the
+//! account-and-time index is gone with it. PostgreSQL rewrites its heap in the order of that index
+//! (`CLUSTER`), and posting inserts each batch's calls in that order, so an account's calls share
+//! heap pages batch by batch.
 //!
 //! Money is BIGINT ledger units (8 decimals, see `money::LEDGER_DECIMALS`) in both stores, and
 //! times are microseconds since the Unix epoch, so both stores compute the same sums exactly.
@@ -666,6 +668,12 @@ SELECT chain.ancestor,
 FROM chain JOIN rated_calls r ON r.account = chain.account
 WHERE chain.ancestor IN (SELECT parent FROM accounts WHERE parent IS NOT NULL)
 GROUP BY 1, 2, 3;
+",
+    ),
+    (
+        11,
+        "
+CLUSTER rated_calls USING rated_calls_by_account_time;
 ",
     ),
 ];

@@ -56,6 +56,8 @@ const MIGRATION_LOCK_KEY: i64 = 0x746f_6c6c_6761_7465;
 pub struct PostgresStore {
     client: Client,
     links: Option<(i64, SharedAccountLinks)>,
+    /// [`LedgerStore::calls_oldest_first`] prepared once: an export runs it once per account.
+    calls_oldest_first: Option<postgres::Statement>,
 }
 
 impl PostgresStore {
@@ -65,6 +67,7 @@ impl PostgresStore {
         let mut store = PostgresStore {
             client,
             links: None,
+            calls_oldest_first: None,
         };
         store.client.batch_execute(&format!(
             "SET statement_timeout = '{}s'; SET lock_timeout = '{}s'",
@@ -452,7 +455,8 @@ impl LedgerStore for PostgresStore {
         let inserted = transaction.execute(
             &format!(
                 "INSERT INTO rated_calls ({RATED_CALL_COLUMNS})
-                 SELECT {INCOMING_CALL_COLUMNS}, $1 FROM incoming_calls ORDER BY source, cdr_id
+                 SELECT {INCOMING_CALL_COLUMNS}, $1 FROM incoming_calls
+                 ORDER BY account, start_time_micros, source, cdr_id
                  ON CONFLICT DO NOTHING"
             ),
             &[&batch_id],
@@ -1323,8 +1327,15 @@ impl LedgerStore for PostgresStore {
         limit: usize,
     ) -> anyhow::Result<Vec<StoredCall>> {
         let after = oldest_first_start(after);
+        let statement = match &self.calls_oldest_first {
+            Some(statement) => statement.clone(),
+            None => self
+                .calls_oldest_first
+                .insert(self.client.prepare(&calls_oldest_first_sql())?)
+                .clone(),
+        };
         let rows = self.client.query(
-            &calls_oldest_first_sql(),
+            &statement,
             &[
                 &account,
                 &from_micros,
