@@ -181,10 +181,13 @@ pub const PORTAL_PAGE_MAX: usize = 1_000;
 /// covers at most this many days.
 pub const EXPORT_PAGE_CALLS: usize = 10_000;
 pub const EXPORT_CALL_PAGES_QUEUED_MAX: usize = 2;
+/// Store connections (and threads) reading one export's calls, alternate accounts each, while
+/// another thread encodes: on two cores, reading is the larger half of an export's work.
+pub const EXPORT_READERS: usize = 2;
 pub const EXPORT_PAGES_QUEUED_MAX: usize = 4;
 pub const EXPORT_RANGE_DAYS_MAX: i64 = 93;
-/// Exports streaming at once (each holds a store connection while its client reads); more are
-/// answered 503 with `Retry-After`.
+/// Exports streaming at once (each holds `EXPORT_READERS` store connections while its client
+/// reads); more are answered 503 with `Retry-After`.
 pub const EXPORTS_CONCURRENT_MAX: usize = 2;
 
 /// Largest body of a portal request (credits, billing-period closes): those are a few fields;

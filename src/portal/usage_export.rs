@@ -12,7 +12,7 @@ use super::{
 use crate::daemon::DaemonShared;
 use crate::limits::{
     EXPORT_CACHE_KIBIBYTES, EXPORT_CALL_PAGES_QUEUED_MAX, EXPORT_PAGE_CALLS,
-    EXPORT_PAGES_QUEUED_MAX, EXPORT_PARQUET_ROW_GROUP_ROWS, EXPORT_RANGE_DAYS_MAX,
+    EXPORT_PAGES_QUEUED_MAX, EXPORT_PARQUET_ROW_GROUP_ROWS, EXPORT_RANGE_DAYS_MAX, EXPORT_READERS,
     EXPORTS_CONCURRENT_MAX,
 };
 use crate::money::{LEDGER_DECIMALS, ledger_decimal};
@@ -221,10 +221,14 @@ async fn start_export(
             )
         })?;
     let location = shared.location.clone();
-    let store = tokio::task::spawn_blocking(move || {
-        let mut store = open_store(&location)?;
-        store.limit_page_cache(EXPORT_CACHE_KIBIBYTES)?;
-        anyhow::Ok(store)
+    let stores = tokio::task::spawn_blocking(move || {
+        (0..EXPORT_READERS)
+            .map(|_| {
+                let mut store = open_store(&location)?;
+                store.limit_page_cache(EXPORT_CACHE_KIBIBYTES)?;
+                anyhow::Ok(store)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
     })
     .await
     .map_err(|_| unavailable(anyhow::anyhow!("the export could not start")))?
@@ -239,7 +243,7 @@ async fn start_export(
             }),
             ExportFormat::Parquet => Box::new(ParquetPages::new(time_zone)),
         };
-        stream_pages(store, query, encoder, sender);
+        stream_pages(stores, query, encoder, sender);
         drop(slot);
     });
     let (content_type, disposition) = match format {
@@ -415,13 +419,21 @@ impl PageEncoder for ParquetPages {
     }
 }
 
+/// What an export's reader sends its encoder: a page of one account's calls, then the end of
+/// that account.
+enum ReadPiece {
+    Page(Vec<StoredCall>),
+    AccountDone,
+}
+
 /// Sends one encoded page at a time, account by account (in the order given: the account, then
 /// those below it level by level) and each account's calls oldest first, then the file's end.
-/// One thread reads pages of calls from the store while this one encodes the page before, so an
-/// export uses two cores. A client that goes away stops both. A store error mid-way aborts the
+/// Reader threads, one per store connection, fetch alternate accounts' pages while this thread
+/// encodes, taking each account whole from its reader in turn, so an export uses every core and
+/// keeps its order. A client that goes away stops them all. A store error mid-way aborts the
 /// body, so the client sees a broken transfer, never a file that looks complete.
 fn stream_pages(
-    store: Box<dyn LedgerStore>,
+    stores: Vec<Box<dyn LedgerStore>>,
     query: ExportQuery,
     mut encoder: Box<dyn PageEncoder>,
     sender: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
@@ -430,22 +442,37 @@ fn stream_pages(
         tracing::warn!("usage export stopped: {error:#}");
         let _ = sender.blocking_send(Err(std::io::Error::other(format!("{error:#}"))));
     };
-    let (page_sender, page_receiver) = crossbeam_channel::bounded(EXPORT_CALL_PAGES_QUEUED_MAX);
+    let n_readers = stores.len();
+    let query = &query;
     std::thread::scope(|scope| {
-        let reader = std::thread::Builder::new()
-            .name("export-reader".into())
-            .spawn_scoped(scope, move || read_pages(store, &query, &page_sender));
-        if let Err(error) = reader {
-            return send_failure(anyhow::anyhow!("cannot start the export's reader: {error}"));
+        let mut readers = Vec::with_capacity(n_readers);
+        for (reader, store) in stores.into_iter().enumerate() {
+            let (pieces, received) = crossbeam_channel::bounded(EXPORT_CALL_PAGES_QUEUED_MAX);
+            let accounts = query.accounts.iter().skip(reader).step_by(n_readers);
+            let started = std::thread::Builder::new()
+                .name("export-reader".into())
+                .spawn_scoped(scope, move || read_pages(store, accounts, query, &pieces));
+            if let Err(error) = started {
+                return send_failure(anyhow::anyhow!("cannot start an export reader: {error}"));
+            }
+            readers.push(received);
         }
-        for page in page_receiver {
-            let encoded = match page.and_then(|calls: Vec<StoredCall>| encoder.page(&calls)) {
-                Ok(bytes) => bytes,
-                Err(error) => return send_failure(error),
-            };
-            // Returning drops the receiver, which stops the reader at its next page.
-            if !encoded.is_empty() && sender.blocking_send(Ok(encoded)).is_err() {
-                return;
+        // Returning drops the receivers, which stops every reader at its next page.
+        for reader in readers.iter().cycle().take(query.accounts.len()) {
+            loop {
+                let calls = match reader.recv() {
+                    Ok(Ok(ReadPiece::Page(calls))) => calls,
+                    Ok(Ok(ReadPiece::AccountDone)) => break,
+                    Ok(Err(error)) => return send_failure(error),
+                    Err(_) => return send_failure(anyhow::anyhow!("an export reader stopped")),
+                };
+                let encoded = match encoder.page(&calls) {
+                    Ok(bytes) => bytes,
+                    Err(error) => return send_failure(error),
+                };
+                if !encoded.is_empty() && sender.blocking_send(Ok(encoded)).is_err() {
+                    return;
+                }
             }
         }
         match encoder.finish() {
@@ -457,14 +484,15 @@ fn stream_pages(
     });
 }
 
-/// Reads the export's calls page by page into `pages`, ending with the first store error; stops
-/// when the receiving side has gone.
-fn read_pages(
+/// Reads `accounts`' calls in the export's range page by page into `pieces`, each account ended
+/// by [`ReadPiece::AccountDone`]; ends with the first store error, or when the encoder has gone.
+fn read_pages<'a>(
     mut store: Box<dyn LedgerStore>,
+    accounts: impl Iterator<Item = &'a String>,
     query: &ExportQuery,
-    pages: &crossbeam_channel::Sender<anyhow::Result<Vec<StoredCall>>>,
+    pieces: &crossbeam_channel::Sender<anyhow::Result<ReadPiece>>,
 ) {
-    for account in &query.accounts {
+    for account in accounts {
         let mut after = None;
         loop {
             let page = store.calls_oldest_first(
@@ -477,15 +505,21 @@ fn read_pages(
             let page = match page {
                 Ok(page) => page,
                 Err(error) => {
-                    let _ = pages.send(Err(error));
+                    let _ = pieces.send(Err(error));
                     return;
                 }
             };
             let done = page.len() < EXPORT_PAGE_CALLS;
             after = page.last().map(StoredCall::cursor);
-            if pages.send(Ok(page)).is_err() || done {
+            if !page.is_empty() && pieces.send(Ok(ReadPiece::Page(page))).is_err() {
+                return;
+            }
+            if done {
                 break;
             }
+        }
+        if pieces.send(Ok(ReadPiece::AccountDone)).is_err() {
+            return;
         }
     }
 }

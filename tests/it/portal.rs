@@ -534,6 +534,27 @@ fn usage_by_local_day_month_destination_and_account_adds_up() {
             records.iter().any(|record| &record[cdr_id] == "'=SUM(1+1)"),
             "{label}: {csv_text}"
         );
+        // Account by account (the account, then its sub-accounts; readers fetch alternate
+        // accounts and the encoder takes them back in turn), each account's calls oldest first.
+        let account = headers.iter().position(|name| name == "account").unwrap();
+        let start_time = headers
+            .iter()
+            .position(|name| name == "start_time")
+            .unwrap();
+        let mut runs: Vec<&str> = records.iter().map(|record| &record[account]).collect();
+        runs.dedup();
+        assert_eq!(runs, ["acct-1001", "acct-1002"], "{label}: {csv_text}");
+        for pair in records.windows(2) {
+            let started = |record: &csv::StringRecord| {
+                chrono::DateTime::parse_from_rfc3339(&record[start_time]).unwrap()
+            };
+            if pair[0][account] == pair[1][account] {
+                assert!(
+                    started(&pair[0]) <= started(&pair[1]),
+                    "{label}: {csv_text}"
+                );
+            }
+        }
         let exported: rust_decimal::Decimal = records
             .iter()
             .map(|record| record[charged].parse::<rust_decimal::Decimal>().unwrap())
