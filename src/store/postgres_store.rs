@@ -1116,10 +1116,12 @@ impl LedgerStore for PostgresStore {
                 &now,
             ],
         )?;
-        let revised_calls = rollup::calls(&mut transaction, &sources, &cdr_ids)?;
-        rollup::apply(
+        rollup::apply_changed_calls(
             &mut transaction,
-            &RollupChange::between(&RollupTree::new(&links.parents), &unrevised, &revised_calls),
+            &links.parents,
+            &unrevised,
+            &sources,
+            &cdr_ids,
         )?;
         transaction.commit()?;
         Ok(applied_totals(&applied))
@@ -1540,11 +1542,7 @@ impl LedgerStore for PostgresStore {
             now,
         )?;
         raise_limit_exceeded(&mut transaction, &charges.over_limit, None, now)?;
-        let classified_calls = rollup::calls(&mut transaction, &sources, &cdr_ids)?;
-        rollup::apply(
-            &mut transaction,
-            &RollupChange::between(&RollupTree::new(&links.parents), &held, &classified_calls),
-        )?;
+        rollup::apply_changed_calls(&mut transaction, &links.parents, &held, &sources, &cdr_ids)?;
         transaction.commit()?;
         Ok(Some(charges.charged_units))
     }
@@ -2107,6 +2105,22 @@ mod rollup {
                 )
             })
             .collect())
+    }
+
+    /// Moves the rollup from `before` (the calls of `sources` and `cdr_ids` as [`calls`] read
+    /// them before this transaction changed them) to those calls as stored now.
+    pub fn apply_changed_calls(
+        transaction: &mut postgres::Transaction<'_>,
+        parents: &HashMap<String, Option<String>>,
+        before: &[RollupCall],
+        sources: &[&str],
+        cdr_ids: &[&str],
+    ) -> anyhow::Result<()> {
+        let after = calls(transaction, sources, cdr_ids)?;
+        apply(
+            transaction,
+            &RollupChange::between(&RollupTree::new(parents), before, &after),
+        )
     }
 
     /// Adds `change` to the rollup rows (in key order, so writers lock rows in one order),

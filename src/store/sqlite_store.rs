@@ -966,14 +966,7 @@ impl LedgerStore for SqliteStore {
             }
         }
         let links = Self::account_links(&transaction, &mut self.links)?;
-        rollup::apply(
-            &transaction,
-            &RollupChange::between(
-                &RollupTree::new(&links.parents),
-                &unrevised,
-                &rollup::calls(&transaction, &keys)?,
-            ),
-        )?;
+        rollup::apply_changed_calls(&transaction, &links.parents, &unrevised, &keys)?;
         let mut balances_before = HashMap::new();
         for account in accounts_moved(&applied, &links)? {
             let balance: i64 = transaction.query_row(
@@ -1439,14 +1432,7 @@ impl LedgerStore for SqliteStore {
             }
         }
         let links = Self::account_links(&transaction, &mut self.links)?;
-        rollup::apply(
-            &transaction,
-            &RollupChange::between(
-                &RollupTree::new(&links.parents),
-                &held,
-                &rollup::calls(&transaction, &keys)?,
-            ),
-        )?;
+        rollup::apply_changed_calls(&transaction, &links.parents, &held, &keys)?;
         let charges = sweep_charges(classes, &links.parents)?;
         let reference = format!("trunk sweep {}", expected_version + 1);
         charge_usage(&transaction, &charges.usage, &links, None, &reference, now)?;
@@ -1824,6 +1810,21 @@ mod rollup {
             calls.extend(call);
         }
         Ok(calls)
+    }
+
+    /// Moves the rollup from `before` (the calls of `keys` as [`calls`] read them before this
+    /// transaction changed them) to those calls as stored now.
+    pub fn apply_changed_calls(
+        connection: &Connection,
+        parents: &HashMap<String, Option<String>>,
+        before: &[RollupCall],
+        keys: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let after = calls(connection, keys)?;
+        apply(
+            connection,
+            &RollupChange::between(&RollupTree::new(parents), before, &after),
+        )
     }
 
     /// Adds `change` to the rollup rows, deleting rows left without calls.
