@@ -411,9 +411,10 @@ fn a_store_from_before_the_rollup_derives_it_from_its_calls() {
         assert!(!expected.is_empty(), "{label}");
         drop(store);
         // Back to the schema before the rollup, then open again: the migration derives it, and
-        // version 11 stores the calls in account order again.
+        // the later versions run again (11 stores the calls in account order, PostgreSQL's 12
+        // rebuilds the account-and-time index).
         const UNDO: &str =
-            "DROP TABLE usage_rollup; DELETE FROM schema_migrations WHERE version IN (10, 11)";
+            "DROP TABLE usage_rollup; DELETE FROM schema_migrations WHERE version IN (10, 11, 12)";
         match &test_store.location {
             StoreLocation::Embedded(path) => rusqlite::Connection::open(path)
                 .unwrap()
@@ -425,6 +426,82 @@ fn a_store_from_before_the_rollup_derives_it_from_its_calls() {
                 .unwrap(),
         }
         let mut store = test_store.open();
+        assert_eq!(stored_rollup(&test_store), expected, "{label}");
+        check_usage_answers(store.as_mut(), label);
+    }
+}
+
+/// Imports that re-parent accounts race posting on two connections: whichever commits first,
+/// every call is counted in the tree it was posted under or moved with its account afterwards,
+/// never both or neither.
+#[test]
+fn the_rollup_stays_equal_to_its_calls_while_imports_race_posting() {
+    const ROUNDS: usize = 30;
+    let trees = [
+        tree_with(&[("kiosk", Some("other"))]),
+        tree_with(&[
+            ("kiosk", Some("plain")),
+            ("other", Some("plain")),
+            ("shop", Some("root")),
+        ]),
+        tree_with(&[
+            ("kiosk", None),
+            ("spare", Some("kiosk")),
+            ("reseller", None),
+        ]),
+    ];
+    let callers = [
+        "shop", "other", "reseller", "root", "plain", "spare", "kiosk",
+    ];
+    for test_store in test_stores() {
+        let label = test_store.label;
+        let mut store = test_store.open();
+        store.upsert_accounts(&trees[0]).unwrap();
+        let context = context_for(deck_from_text(DECK, None), &trees[0]);
+        std::thread::scope(|scope| {
+            let importer = scope.spawn(|| {
+                let mut store = test_store.open();
+                for round in 0..ROUNDS {
+                    store
+                        .upsert_accounts(&trees[(round + 1) % trees.len()])
+                        .unwrap();
+                }
+            });
+            let mut poster = test_store.open();
+            for round in 0..ROUNDS {
+                let start = micros("2026-11-21T00:00:00Z") / 1_000_000 + round as i64 * 600;
+                let lines: String = callers
+                    .iter()
+                    .enumerate()
+                    .map(|(index, account)| {
+                        let start = chrono::DateTime::from_timestamp(start + index as i64, 0)
+                            .unwrap()
+                            .to_rfc3339();
+                        cdr(
+                            &format!("race-{round}-{account}"),
+                            account,
+                            CALIFORNIA,
+                            &start,
+                            61,
+                        )
+                    })
+                    .collect();
+                let batch = batch_from_csv(
+                    &context,
+                    &format!("race-{round}"),
+                    OriginKind::SpoolFile,
+                    &format!("{HEADER}{lines}"),
+                );
+                let outcome = poster.post_batch(&batch).unwrap();
+                assert_eq!(outcome.rated, callers.len() as u64, "{label}: {outcome:?}");
+            }
+            importer.join().unwrap();
+        });
+        let expected = rollup_of_calls(store.as_mut());
+        assert!(
+            expected.keys().any(|(ancestor, _, _)| ancestor == "other"),
+            "{label}"
+        );
         assert_eq!(stored_rollup(&test_store), expected, "{label}");
         check_usage_answers(store.as_mut(), label);
     }
