@@ -34,6 +34,9 @@
 //! account-and-time index is gone with it. PostgreSQL rewrites its heap in the order of that index
 //! (`CLUSTER`), and posting inserts each batch's calls in that order, so an account's calls share
 //! heap pages batch by batch.
+//! PostgreSQL's version 12 orders that index by the whole page order (account, start time, source,
+//! cdr_id), as the embedded table is: a page of calls, oldest or newest first, is then one index
+//! range read in order, never sorted, and a cursor is a bound of the index scan, not a filter.
 //!
 //! Money is BIGINT ledger units (8 decimals, see `money::LEDGER_DECIMALS`) in both stores, and
 //! times are microseconds since the Unix epoch, so both stores compute the same sums exactly.
@@ -674,6 +677,15 @@ GROUP BY 1, 2, 3;
         11,
         "
 CLUSTER rated_calls USING rated_calls_by_account_time;
+",
+    ),
+    (
+        12,
+        "
+DROP INDEX rated_calls_by_account_time;
+CREATE INDEX rated_calls_by_account_time
+    ON rated_calls (account, start_time_micros, source, cdr_id)
+    INCLUDE (currency, billing_class, billable_seconds, cost_units);
 ",
     ),
 ];
