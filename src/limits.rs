@@ -17,6 +17,11 @@ pub const BLOCKS_QUEUED_MAX: usize = 4;
 /// core keeps both cores busy while one block finishes late.
 pub const BLOCKS_PER_GROUP: usize = 4;
 
+/// Rate lookups prefetch this many calls ahead: a call's pricing record one stride ahead, its
+/// index slots two strides ahead. Far enough that memory answers before the lookup, near enough
+/// that the lines are still in cache then.
+pub const LOOKUPS_PREFETCHED_AHEAD: usize = 8;
+
 /// Rated batches waiting for the output writer; the raters block when it is full.
 pub const RATED_BATCHES_QUEUED_MAX: usize = 4;
 

@@ -8,7 +8,7 @@ use crate::ingest::canonical_csv::{CanonicalColumns, decode_canonical_fields};
 use crate::ingest::separator_scan::for_each_separator;
 use crate::ingest::switch_cdrs::json_documents::JsonDocumentBatch;
 use crate::ingest::switch_cdrs::{CanonicalFields, MAPPED_COLUMNS, SwitchCsvDecoder, kazoo};
-use crate::limits::REJECT_RAW_BYTES_MAX;
+use crate::limits::{LOOKUPS_PREFETCHED_AHEAD, REJECT_RAW_BYTES_MAX};
 use crate::rate::cgrates_pricing::{CgratesCharge, CgratesTariff};
 use crate::rate::deck::{Deck, RateId};
 use crate::rate::pricing::{Charge, charge_for, rate_cdr};
@@ -387,13 +387,24 @@ impl<'c> RatedBlockBuilder<'c> {
     fn rate_pending_calls(&mut self, bytes: &[u8]) {
         let pending = std::mem::take(&mut self.pending);
         let decks = &self.context.decks;
+        fn callee(call: &PendingCall) -> &str {
+            std::str::from_utf8(&call.callee[..usize::from(call.callee_length)])
+                .expect("copied from a str")
+        }
         let rate_ids: Vec<Option<RateId>> = pending
             .iter()
-            .map(|call| {
-                let callee = std::str::from_utf8(&call.callee[..usize::from(call.callee_length)])
-                    .expect("copied from a str");
+            .enumerate()
+            .map(|(index, call)| {
+                // Two steps of prefetching: the index slots of a call two strides ahead, then
+                // (those slots now in cache) the pricing record of the call one stride ahead.
+                if let Some(ahead) = pending.get(index + 2 * LOOKUPS_PREFETCHED_AHEAD) {
+                    decks[usize::from(ahead.deck)].prefetch_index_slots(callee(ahead));
+                }
+                if let Some(ahead) = pending.get(index + LOOKUPS_PREFETCHED_AHEAD) {
+                    decks[usize::from(ahead.deck)].prefetch_pricing(callee(ahead));
+                }
                 decks[usize::from(call.deck)].find_rate_in_jurisdiction(
-                    callee,
+                    callee(call),
                     call.pricing_time_micros,
                     call.direction,
                     call.jurisdiction,

@@ -3,7 +3,7 @@
 
 use super::bands::{BandId, BandSchedule};
 use super::jurisdiction::{Jurisdiction, NpaNxxStates};
-use super::prefix_index::PrefixIndex;
+use super::prefix_index::{PrefixIndex, prefetch_read};
 use crate::cdr::Direction;
 use crate::money::Rounding;
 use chrono_tz::Tz;
@@ -361,6 +361,29 @@ impl Deck {
         self.prefix_index.find_longest(number, |_, value| {
             self.select_for_prefix(value, instant_micros, band, direction, jurisdiction)
         })
+    }
+
+    /// Starts loading the index slots a lookup of `number` will probe (see
+    /// [`PrefixIndex::prefetch`]): the first of the two steps of a lookup that can wait on memory.
+    pub fn prefetch_index_slots(&self, number: &str) {
+        self.prefix_index.prefetch(number);
+    }
+
+    /// Starts loading the pricing record of `number`'s longest prefix, the second step. Reads
+    /// the index slots, so it pays off once [`Self::prefetch_index_slots`] has brought them in.
+    pub fn prefetch_pricing(&self, number: &str) {
+        self.prefix_index.find_longest(number, |_, value| {
+            let rate_id = if value & GROUP_TAG == 0 {
+                value
+            } else {
+                self.group_rates[self.group_starts[(value & !GROUP_TAG) as usize] as usize]
+            };
+            let pricing = &self.pricing[rate_id as usize];
+            prefetch_read(pricing);
+            // A record is wider than a cache line: bring in its last line too.
+            prefetch_read(&pricing.overflow_count);
+            Some(())
+        });
     }
 
     /// Among the rates of one prefix (an index value), the one in force: a band-specific rate over
