@@ -40,8 +40,9 @@ pub const PARQUET_READ_BATCH_ROWS: usize = 64 * 1024;
 /// How often the progress line on stderr is redrawn.
 pub const PROGRESS_INTERVAL_MILLISECONDS: u64 = 500;
 
-/// Most dedupe entries reserved up front (about 25 bytes each): a 20M-CDR night without
-/// rehashing, no more than about 0.5 GB reserved; the table grows past it when needed.
+/// Most dedupe entries reserved up front (16 bytes each, plus a control byte and the free slots
+/// of a power-of-two table): a 20M-CDR night without rehashing, 33.5M slots or 0.57 GB reserved;
+/// the table grows past it when needed.
 pub const DEDUPE_RESERVE_MAX: u64 = 20_000_000;
 
 /// Longest call accepted, in seconds (7 days). No call lasts a week; a larger billsec is a corrupt
