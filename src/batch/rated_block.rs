@@ -387,9 +387,11 @@ impl<'c> RatedBlockBuilder<'c> {
     fn rate_pending_calls(&mut self, bytes: &[u8]) {
         let pending = std::mem::take(&mut self.pending);
         let decks = &self.context.decks;
+        fn callee_digits(call: &PendingCall) -> &[u8] {
+            &call.callee[..usize::from(call.callee_length)]
+        }
         fn callee(call: &PendingCall) -> &str {
-            std::str::from_utf8(&call.callee[..usize::from(call.callee_length)])
-                .expect("copied from a str")
+            std::str::from_utf8(callee_digits(call)).expect("copied from a str")
         }
         let rate_ids: Vec<Option<RateId>> = pending
             .iter()
@@ -398,10 +400,10 @@ impl<'c> RatedBlockBuilder<'c> {
                 // Two steps of prefetching: the index slots of a call two strides ahead, then
                 // (those slots now in cache) the pricing record of the call one stride ahead.
                 if let Some(ahead) = pending.get(index + 2 * LOOKUPS_PREFETCHED_AHEAD) {
-                    decks[usize::from(ahead.deck)].prefetch_index_slots(callee(ahead));
+                    decks[usize::from(ahead.deck)].prefetch_index_slots(callee_digits(ahead));
                 }
                 if let Some(ahead) = pending.get(index + LOOKUPS_PREFETCHED_AHEAD) {
-                    decks[usize::from(ahead.deck)].prefetch_pricing(callee(ahead));
+                    decks[usize::from(ahead.deck)].prefetch_pricing(callee_digits(ahead));
                 }
                 decks[usize::from(call.deck)].find_rate_in_jurisdiction(
                     callee(call),

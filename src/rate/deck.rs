@@ -358,20 +358,21 @@ impl Deck {
         jurisdiction: u8,
     ) -> Option<RateId> {
         let band = self.bands.band_at(self.time_zone, instant_micros);
-        self.prefix_index.find_longest(number, |_, value| {
-            self.select_for_prefix(value, instant_micros, band, direction, jurisdiction)
-        })
+        self.prefix_index
+            .find_longest(number.as_bytes(), |_, value| {
+                self.select_for_prefix(value, instant_micros, band, direction, jurisdiction)
+            })
     }
 
     /// Starts loading the index slots a lookup of `number` will probe (see
     /// [`PrefixIndex::prefetch`]): the first of the two steps of a lookup that can wait on memory.
-    pub fn prefetch_index_slots(&self, number: &str) {
+    pub fn prefetch_index_slots(&self, number: &[u8]) {
         self.prefix_index.prefetch(number);
     }
 
     /// Starts loading the pricing record of `number`'s longest prefix, the second step. Reads
     /// the index slots, so it pays off once [`Self::prefetch_index_slots`] has brought them in.
-    pub fn prefetch_pricing(&self, number: &str) {
+    pub fn prefetch_pricing(&self, number: &[u8]) {
         self.prefix_index.find_longest(number, |_, value| {
             let rate_id = if value & GROUP_TAG == 0 {
                 value

@@ -185,10 +185,10 @@ impl PrefixIndex {
     /// Starts loading the hash slots a lookup of `number` will probe, without waiting for them:
     /// a caller that does this some lookups ahead finds them in cache. Only a hint; it changes
     /// nothing.
-    pub fn prefetch(&self, number: &str) {
+    pub fn prefetch(&self, number: &[u8]) {
         let mut digits = 0u64;
         let mut n_digits = 0;
-        for &byte in number.as_bytes().iter().take(PREFIX_DIGITS_MAX) {
+        for &byte in number.iter().take(PREFIX_DIGITS_MAX) {
             if !byte.is_ascii_digit() {
                 break;
             }
@@ -201,7 +201,7 @@ impl PrefixIndex {
         if n_digits < STEM_DIGITS {
             return;
         }
-        let bytes = number.as_bytes();
+        let bytes = number;
         let mut lengths = self.stem_lengths[digits as usize];
         let mut length = STEM_DIGITS;
         while lengths >> (length + 1) != 0 && length < bytes.len().min(PREFIX_DIGITS_MAX) {
@@ -224,10 +224,10 @@ impl PrefixIndex {
     /// force and fall back to a shorter one.
     pub fn find_longest<T>(
         &self,
-        number: &str,
+        number: &[u8],
         mut visit: impl FnMut(usize, u32) -> Option<T>,
     ) -> Option<T> {
-        let bytes = number.as_bytes();
+        let bytes = number;
         let usable = bytes.len().min(PREFIX_DIGITS_MAX).min(NUMBER_DIGITS_MAX);
         let mut values = [0u64; PREFIX_DIGITS_MAX + 1];
         let mut n_digits = 0;
@@ -278,8 +278,8 @@ mod tests {
     fn check(prefixes: &[&str], number: &str, expected: Option<&str>) {
         let index = index(prefixes);
         // A hint only: it must take any number without panicking or changing the answer.
-        index.prefetch(number);
-        let found = index.find_longest(number, |length, _| Some(&number[..length]));
+        index.prefetch(number.as_bytes());
+        let found = index.find_longest(number.as_bytes(), |length, _| Some(&number[..length]));
         assert_eq!(found, expected, "{number} in {prefixes:?}");
     }
 
@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn falls_back_when_visitor_declines() {
         let index = index(&["4", "44", "447"]);
-        let found = index.find_longest("447911", |length, _| (length < 3).then_some(length));
+        let found = index.find_longest(b"447911", |length, _| (length < 3).then_some(length));
         assert_eq!(found, Some(2));
     }
 
