@@ -187,34 +187,21 @@ impl PrefixIndex {
     /// nothing.
     pub fn prefetch(&self, number: &[u8]) {
         let mut digits = 0u64;
-        let mut n_digits = 0;
-        for &byte in number.iter().take(PREFIX_DIGITS_MAX) {
+        // Lengths above the stem that some prefix under this number's stem has.
+        let mut longer_lengths = 0u32;
+        for (index, &byte) in number.iter().take(PREFIX_DIGITS_MAX).enumerate() {
             if !byte.is_ascii_digit() {
                 break;
             }
             digits = digits * 10 + u64::from(byte - b'0');
-            n_digits += 1;
-            if n_digits == STEM_DIGITS {
-                break;
+            let length = index + 1;
+            if length == STEM_DIGITS {
+                longer_lengths = self.stem_lengths[digits as usize];
+            } else if longer_lengths & (1 << length) != 0 {
+                prefetch_read(&self.slots[hash_of(key_of(digits, length)) & self.mask]);
             }
-        }
-        if n_digits < STEM_DIGITS {
-            return;
-        }
-        let bytes = number;
-        let mut lengths = self.stem_lengths[digits as usize];
-        let mut length = STEM_DIGITS;
-        while lengths >> (length + 1) != 0 && length < bytes.len().min(PREFIX_DIGITS_MAX) {
-            let byte = bytes[length];
-            if !byte.is_ascii_digit() {
+            if length >= STEM_DIGITS && longer_lengths >> (length + 1) == 0 {
                 break;
-            }
-            digits = digits * 10 + u64::from(byte - b'0');
-            length += 1;
-            if lengths & (1 << length) != 0 {
-                lengths &= !(1 << length);
-                let position = hash_of(key_of(digits, length)) & self.mask;
-                prefetch_read(&self.slots[position]);
             }
         }
     }
@@ -227,11 +214,10 @@ impl PrefixIndex {
         number: &[u8],
         mut visit: impl FnMut(usize, u32) -> Option<T>,
     ) -> Option<T> {
-        let bytes = number;
-        let usable = bytes.len().min(PREFIX_DIGITS_MAX).min(NUMBER_DIGITS_MAX);
+        let usable = number.len().min(PREFIX_DIGITS_MAX).min(NUMBER_DIGITS_MAX);
         let mut values = [0u64; PREFIX_DIGITS_MAX + 1];
         let mut n_digits = 0;
-        for &byte in &bytes[..usable] {
+        for &byte in &number[..usable] {
             if !byte.is_ascii_digit() {
                 break;
             }
