@@ -65,7 +65,8 @@ pub fn neutralise_formula(field: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Text of one call's computed fields, reused from row to row so a row allocates nothing.
+/// Text of one call's computed fields, reused from row to row: a row allocates only its times'
+/// RFC 3339 text, and copies none of the call's own fields.
 #[derive(Default)]
 struct CsvRowText {
     start_time: String,
