@@ -192,6 +192,16 @@ pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
     // Outputs are written under a temporary name and renamed when complete, and an old summary is
     // removed first, so a run that dies never leaves files that look finished.
     let _ = std::fs::remove_file(&summary_path);
+    // The last run's outputs are removed while this one runs rather than by the final renames:
+    // unlinking a rated file of hundreds of megabytes keeps the kernel busy for 50-70 ms, which
+    // would otherwise come after the last row is written. With the summary gone they no longer
+    // look finished anyway.
+    let old_outputs = [rated_path.clone(), rejects_path.clone()];
+    let old_outputs_removal = std::thread::spawn(move || {
+        for path in old_outputs {
+            let _ = std::fs::remove_file(path);
+        }
+    });
     let rated_partial = partial_path(&rated_path);
     let rejects_partial = partial_path(&rejects_path);
 
@@ -297,6 +307,9 @@ pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
         summary.invariant_holds(),
         "rows_read = rated + rejected + duplicates: {summary:?}"
     );
+    old_outputs_removal
+        .join()
+        .expect("removing old outputs does not panic");
     std::fs::rename(&rated_partial, &rated_path)?;
     std::fs::rename(&rejects_partial, &rejects_path)?;
     summary.seconds_taken = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
