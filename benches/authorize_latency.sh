@@ -5,7 +5,8 @@
 # and go per-minute (priced, reserved, released) beyond that.
 #
 # Usage: benches/authorize_latency.sh embedded|postgres [RATE...]   (default rates: 1000 2000 5000)
-# Environment: BENCH_SECONDS per rate (default 20), BENCH_PORT (default 18090),
+# Environment: BENCH_SECONDS per rate (default 20), BENCH_PORT (default 18090), BENCH_FLOOR=1 to
+#              follow each rate with the same schedule of two `GET /readyz` (the floor),
 #              PG_HOST, PG_PORT, PG_USER, PG_DB (default 127.0.0.1, 5432, postgres, test).
 set -euo pipefail
 mode=${1:-}
@@ -49,5 +50,9 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" > /dev/null && 
 echo "tollgate authorize+end, $mode store, $(nproc) cores"
 for rate in "${rates[@]}"; do
   cargo bench --quiet --bench authorize_load -- "$port" "$rate" "${BENCH_SECONDS:-20}" load 32
+  if [[ -n ${BENCH_FLOOR:-} ]]; then
+    echo -n "floor (GET /readyz twice): "
+    cargo bench --quiet --bench authorize_load -- "$port" "$rate" "${BENCH_SECONDS:-20}" - 32
+  fi
 done
 curl -s "http://127.0.0.1:$port/metrics" | grep -E '^tollgate_call_authorizations_total' || true

@@ -4,7 +4,9 @@
 //! of silently lowering the rate. Prints the achieved rate and latency percentiles.
 //!
 //! `cargo bench --bench authorize_load -- PORT CALLS_PER_SECOND SECONDS ACCOUNT [CONNECTIONS]`
-//! (see benches/authorize_latency.sh, which sets up the daemon and accounts).
+//! (see benches/authorize_latency.sh, which sets up the daemon and accounts). With ACCOUNT `-`
+//! each call is two `GET /readyz` instead, on the same schedule and connections: the floor that
+//! the HTTP path, the load generator and the shared cores put under every authorization figure.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -17,9 +19,14 @@ fn exchange(
     path: &str,
     body: &str,
 ) -> std::io::Result<u16> {
+    let (method, body) = if path == FLOOR_PATH {
+        ("GET", "")
+    } else {
+        ("POST", body)
+    };
     write!(
         writer,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut status_line = String::new();
@@ -47,6 +54,9 @@ fn exchange(
     reader.read_exact(&mut body)?;
     Ok(status)
 }
+
+/// What a call asks for in floor mode: an answer that needs neither the authorizer nor a commit.
+const FLOOR_PATH: &str = "/readyz";
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     if sorted.is_empty() {
@@ -101,13 +111,16 @@ fn main() {
                         r#"{{"call_id":"{call_id}","account":"{account}","direction":"outbound","caller":"14155550001","callee":"1312555{:04}"}}"#,
                         call % 10_000
                     );
-                    let answered =
-                        exchange(&mut writer, &mut reader, "/v1/calls/authorize", &authorize)
-                            .and_then(|status| {
-                                let end = format!("/v1/calls/{call_id}/end");
-                                exchange(&mut writer, &mut reader, &end, "")
-                                    .map(|end_status| (status, end_status))
-                            });
+                    let (authorize_path, end) = if account == "-" {
+                        (FLOOR_PATH, FLOOR_PATH.to_string())
+                    } else {
+                        ("/v1/calls/authorize", format!("/v1/calls/{call_id}/end"))
+                    };
+                    let answered = exchange(&mut writer, &mut reader, authorize_path, &authorize)
+                        .and_then(|status| {
+                            exchange(&mut writer, &mut reader, &end, "")
+                                .map(|end_status| (status, end_status))
+                        });
                     match answered {
                         Ok((200, 200)) => latencies.push(scheduled.elapsed()),
                         _ => failures += 1,
