@@ -30,6 +30,10 @@ pub const RATED_BATCHES_QUEUED_MAX: usize = 4;
 /// 122,880; at 512k the buffered arrays alone were about 200 MB of the 0.8 GB peak.
 pub const PARQUET_ROW_GROUP_ROWS: usize = 128 * 1024;
 
+/// Rows per data page of the rated file's dictionary-coded columns (the Arrow writer's own
+/// columns keep its default of 20,000): a reader decompresses a page at a time.
+pub const PARQUET_DATA_PAGE_ROWS: usize = 32 * 1024;
+
 /// A rejected record is copied into the rejects file up to this many bytes, so one giant broken
 /// row cannot bloat it.
 pub const REJECT_RAW_BYTES_MAX: usize = 4096;

@@ -24,11 +24,10 @@ use crate::ingest::switch_cdrs::{SwitchFormat, parse_column_names};
 use crate::limits::{BLOCKS_PER_GROUP, BLOCKS_QUEUED_MAX, RATED_BATCHES_QUEUED_MAX};
 use crate::rate::cgrates_pricing::{CgratesRounding, CgratesTariff};
 use crate::store::rated_output::{
-    MoneyScales, OutputFormat, RatedWriter, rated_record_batch, rated_schema,
+    MoneyScales, OutputFormat, RatedRows, RatedWriter, rated_rows, rated_schema,
 };
 use crate::store::rejects_file::RejectsFile;
 use anyhow::{Context, anyhow, bail};
-use arrow::array::RecordBatch;
 use chrono_tz::Tz;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use rayon::prelude::*;
@@ -207,7 +206,7 @@ pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
 
     let scales = MoneyScales::for_context(&context);
     let schema = rated_schema(scales);
-    let (batch_sender, batch_receiver) = bounded::<RecordBatch>(RATED_BATCHES_QUEUED_MAX);
+    let (batch_sender, batch_receiver) = bounded::<RatedRows>(RATED_BATCHES_QUEUED_MAX);
     let writer = RatedWriter::create(&rated_partial, Arc::clone(&schema), job.output_format)?;
     let writer_thread = std::thread::spawn(move || write_batches(writer, batch_receiver));
     let (work_sender, work_receiver) = bounded::<Result<WorkItem, String>>(BLOCKS_QUEUED_MAX);
@@ -250,7 +249,7 @@ pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
                     .map(|item| rate_item(&context, &inputs, item))
                     .collect::<Vec<RatedBlock>>()
             },
-            || -> anyhow::Result<Option<Vec<RecordBatch>>> {
+            || -> anyhow::Result<Option<Vec<RatedRows>>> {
                 let Some((items, mut blocks)) = previous.take() else {
                     return Ok(None);
                 };
@@ -271,7 +270,7 @@ pub fn run_rate_job(job: &RateJob) -> anyhow::Result<Summary> {
                 Ok(Some(
                     blocks
                         .par_iter()
-                        .map(|block| rated_record_batch(block, &context, scales, &schema, classes))
+                        .map(|block| rated_rows(block, &context, scales, classes))
                         .collect(),
                 ))
             },
@@ -748,9 +747,9 @@ impl OrderedPass {
     }
 }
 
-fn write_batches(mut writer: RatedWriter, batches: Receiver<RecordBatch>) -> anyhow::Result<()> {
-    for batch in batches {
-        writer.write(batch)?;
+fn write_batches(mut writer: RatedWriter, batches: Receiver<RatedRows>) -> anyhow::Result<()> {
+    for rows in batches {
+        writer.write(rows)?;
     }
     writer.finish()
 }

@@ -60,7 +60,7 @@ impl Default for PrefixIndex {
 
 /// A unique u64 for a digit string of up to 18 digits: strings of length n take the range after
 /// all shorter ones, so "1" and "01" differ.
-fn key_of(digits: u64, length: usize) -> u64 {
+pub fn prefix_key(digits: u64, length: usize) -> u64 {
     const OFFSETS: [u64; PREFIX_DIGITS_MAX + 1] = {
         let mut offsets = [0u64; PREFIX_DIGITS_MAX + 1];
         let mut power = 1u64;
@@ -111,7 +111,7 @@ impl PrefixIndex {
         let digits = digits_value(prefix).expect("prefix index keys are at most 18 digits");
         let length = prefix.len();
         if length <= STEM_DIGITS {
-            let slot = &mut self.short_values[key_of(digits, length) as usize];
+            let slot = &mut self.short_values[prefix_key(digits, length) as usize];
             let previous = std::mem::replace(slot, value);
             if previous != NO_VALUE {
                 return Some(previous);
@@ -125,7 +125,7 @@ impl PrefixIndex {
         if (self.n_prefixes + 1) * 2 > self.slots.len() {
             self.grow();
         }
-        let key = key_of(digits, prefix.len());
+        let key = prefix_key(digits, prefix.len());
         let mut position = hash_of(key) & self.mask;
         loop {
             let slot = &mut self.slots[position];
@@ -171,10 +171,10 @@ impl PrefixIndex {
 
     fn get_digits(&self, digits: u64, length: usize) -> Option<u32> {
         if length <= STEM_DIGITS {
-            let value = self.short_values[key_of(digits, length) as usize];
+            let value = self.short_values[prefix_key(digits, length) as usize];
             (value != NO_VALUE).then_some(value)
         } else {
-            self.get_key(key_of(digits, length))
+            self.get_key(prefix_key(digits, length))
         }
     }
 
@@ -198,7 +198,7 @@ impl PrefixIndex {
             if length == STEM_DIGITS {
                 longer_lengths = self.stem_lengths[digits as usize];
             } else if longer_lengths & (1 << length) != 0 {
-                prefetch_read(&self.slots[hash_of(key_of(digits, length)) & self.mask]);
+                prefetch_read(&self.slots[hash_of(prefix_key(digits, length)) & self.mask]);
             }
             if length >= STEM_DIGITS && longer_lengths >> (length + 1) == 0 {
                 break;

@@ -3,9 +3,13 @@
 
 use crate::batch::rated_block::{NO_DECK, NO_RATE, RatedBlock, RatingContext, RowStatus};
 use crate::batch::trunk_pass::BillingClasses;
-use crate::limits::PARQUET_ROW_GROUP_ROWS;
+use crate::limits::{PARQUET_DATA_PAGE_ROWS, PARQUET_ROW_GROUP_ROWS};
 use crate::money::pow10;
-use arrow::array::{ArrayRef, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder};
+use crate::rate::prefix_index::prefix_key;
+use crate::store::dictionary_column::{
+    DictionaryColumn, DictionaryColumnBuilder, RATED_ZSTD_LEVEL, encode_dictionary_chunk,
+};
+use arrow::array::{ArrayRef, Decimal128Builder, Int64Builder, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
@@ -93,6 +97,50 @@ pub fn rated_schema(scales: MoneyScales) -> SchemaRef {
     ]))
 }
 
+/// The rated file's text columns written from dictionary codes ([`DictionaryColumn`]), in
+/// schema order; every other column is an Arrow array.
+const DICTIONARY_COLUMNS: [&str; 8] = [
+    "deck",
+    "rate_prefix",
+    "destination",
+    "jurisdiction",
+    "currency",
+    "status",
+    "reason",
+    "billing_class",
+];
+
+/// A block's rows of the rated file, statuses final: the Arrow columns in schema order, and
+/// the [`DICTIONARY_COLUMNS`] as dictionary codes (the Parquet writer encodes those itself).
+pub struct RatedRows {
+    pub arrow_columns: Vec<ArrayRef>,
+    pub dictionary_columns: Vec<DictionaryColumn>,
+}
+
+impl RatedRows {
+    /// All columns as one Arrow batch, the dictionary columns as text.
+    pub fn into_record_batch(self, schema: &SchemaRef) -> RecordBatch {
+        let mut arrow_columns = self.arrow_columns.into_iter();
+        let mut dictionary_columns = self.dictionary_columns.iter();
+        let columns = schema
+            .fields()
+            .iter()
+            .map(
+                |field| match DICTIONARY_COLUMNS.contains(&field.name().as_str()) {
+                    true => Arc::new(
+                        dictionary_columns
+                            .next()
+                            .expect("one dictionary column per name")
+                            .to_string_array(),
+                    ) as ArrayRef,
+                    false => arrow_columns.next().expect("one Arrow column per field"),
+                },
+            )
+            .collect();
+        RecordBatch::try_new(Arc::clone(schema), columns).expect("rated batch matches its schema")
+    }
+}
+
 /// Builds the Arrow batch of a block whose statuses are final (duplicates marked).
 pub fn rated_record_batch(
     block: &RatedBlock,
@@ -101,57 +149,84 @@ pub fn rated_record_batch(
     schema: &SchemaRef,
     classes: &BillingClasses,
 ) -> RecordBatch {
+    rated_rows(block, context, scales, classes).into_record_batch(schema)
+}
+
+/// The rated-file rows of a block whose statuses are final (duplicates marked).
+pub fn rated_rows(
+    block: &RatedBlock,
+    context: &RatingContext,
+    scales: MoneyScales,
+    classes: &BillingClasses,
+) -> RatedRows {
     let n_rows = block.n_rows();
-    let mut billing_class = StringBuilder::with_capacity(n_rows, n_rows * 10);
-    let deck_labels: Vec<String> = context.decks.iter().map(|deck| deck.label()).collect();
-    let mut deck = StringBuilder::with_capacity(n_rows, n_rows * 24);
-    let mut prefix = StringBuilder::with_capacity(n_rows, n_rows * 6);
-    let mut destination = StringBuilder::with_capacity(n_rows, n_rows * 16);
-    let mut jurisdiction = StringBuilder::with_capacity(n_rows, n_rows * 4);
+    let text_column = || DictionaryColumnBuilder::with_capacity(n_rows);
+    let mut deck = text_column();
+    let mut prefix = text_column();
+    let mut destination = text_column();
+    let mut jurisdiction = text_column();
+    let mut currency = text_column();
+    let mut status = text_column();
+    let mut reason = text_column();
+    let mut billing_class = text_column();
     let mut rate = Decimal128Builder::with_capacity(n_rows);
     let mut billable = Int64Builder::with_capacity(n_rows);
     let mut cost = Decimal128Builder::with_capacity(n_rows);
-    let mut currency = StringBuilder::with_capacity(n_rows, n_rows * 3);
-    let mut status = StringBuilder::with_capacity(n_rows, n_rows * 5);
-    let mut reason = StringBuilder::with_capacity(n_rows, n_rows);
-    let mut prefix_buffer = [0u8; 20];
     for row in 0..n_rows {
         let row_status = block.status[row];
-        status.append_value(row_status.status_text());
-        reason.append_option(row_status.reason_text());
-        billing_class.append_option(
-            (row_status == RowStatus::Rated).then(|| classes.of(block.key_digest[row]).as_str()),
-        );
+        // Keys name texts: a status by its text's discriminant, a reason by its enum value.
+        let (status_key, reason_key) = match row_status {
+            RowStatus::Rated => (0, 0),
+            RowStatus::Rejected(reject_reason) => (1, 2 + reject_reason as u64),
+            RowStatus::Duplicate { same_content } => (2, u64::from(same_content)),
+        };
+        status.push(status_key, || row_status.status_text());
+        reason.push_option(reason_key, row_status.reason_text());
+        match row_status {
+            RowStatus::Rated => {
+                let class = classes.of(block.key_digest[row]);
+                billing_class.push(class as u64, || class.as_str());
+            }
+            _ => billing_class.push_null(),
+        }
         let deck_index = block.deck[row];
         if deck_index == NO_DECK || matches!(row_status, RowStatus::Duplicate { .. }) {
-            for builder in [&mut deck, &mut prefix, &mut destination, &mut currency] {
-                builder.append_null();
+            for column in [
+                &mut deck,
+                &mut prefix,
+                &mut destination,
+                &mut jurisdiction,
+                &mut currency,
+            ] {
+                column.push_null();
             }
-            jurisdiction.append_null();
             rate.append_null();
             billable.append_null();
             cost.append_null();
             continue;
         }
         let row_deck = &context.decks[usize::from(deck_index)];
-        deck.append_value(&deck_labels[usize::from(deck_index)]);
-        currency.append_value(&row_deck.currency);
+        deck.push(u64::from(deck_index), || row_deck.label());
+        currency.push(u64::from(deck_index), || row_deck.currency.as_str());
         match block.rate[row] {
             NO_RATE => {
-                prefix.append_null();
-                destination.append_null();
-                jurisdiction.append_null();
+                prefix.push_null();
+                destination.push_null();
+                jurisdiction.push_null();
                 rate.append_null();
             }
             _ => {
                 let shown = block.shown_rate[row];
-                prefix.append_value(prefix_text(
-                    shown.prefix_digits,
-                    shown.prefix_length,
-                    &mut prefix_buffer,
-                ));
-                destination.append_value(&row_deck.destinations[shown.destination as usize]);
-                jurisdiction.append_option(
+                prefix.push(
+                    prefix_key(shown.prefix_digits, usize::from(shown.prefix_length)),
+                    || prefix_text(shown.prefix_digits, shown.prefix_length),
+                );
+                destination.push(
+                    u64::from(deck_index) << 32 | u64::from(shown.destination),
+                    || &*row_deck.destinations[shown.destination as usize],
+                );
+                jurisdiction.push_option(
+                    u64::from(shown.jurisdiction),
                     crate::rate::jurisdiction::Jurisdiction::from_code(shown.jurisdiction)
                         .map(|jurisdiction| jurisdiction.as_str()),
                 );
@@ -176,39 +251,47 @@ pub fn rated_record_batch(
                 .expect("money precision and scale are valid"),
         )
     };
-    let mut columns = block.input_columns.clone();
-    columns.extend([
-        Arc::new(deck.finish()) as ArrayRef,
-        Arc::new(prefix.finish()),
-        Arc::new(destination.finish()),
-        Arc::new(jurisdiction.finish()),
+    let mut arrow_columns = block.input_columns.clone();
+    arrow_columns.extend([
         money(&mut rate, scales.rate),
         Arc::new(billable.finish()),
         money(&mut cost, scales.cost),
-        Arc::new(currency.finish()),
-        Arc::new(status.finish()),
-        Arc::new(reason.finish()),
-        Arc::new(billing_class.finish()),
     ]);
-    RecordBatch::try_new(Arc::clone(schema), columns).expect("rated batch matches its schema")
+    RatedRows {
+        arrow_columns,
+        dictionary_columns: [
+            deck,
+            prefix,
+            destination,
+            jurisdiction,
+            currency,
+            status,
+            reason,
+            billing_class,
+        ]
+        .into_iter()
+        .map(DictionaryColumnBuilder::finish)
+        .collect(),
+    }
 }
 
-/// Writes a prefix's digits (with its leading zeros) into `buffer` and returns them as text.
-fn prefix_text(digits: u64, length: u8, buffer: &mut [u8; 20]) -> &str {
-    let length = usize::from(length);
+/// A prefix's digits as text, with its leading zeros (none at all for the empty prefix).
+fn prefix_text(digits: u64, length: u8) -> String {
+    let mut text = vec![b'0'; usize::from(length)];
     let mut value = digits;
-    for position in (0..length).rev() {
-        buffer[position] = b'0' + (value % 10) as u8;
+    for position in text.iter_mut().rev() {
+        *position = b'0' + (value % 10) as u8;
         value /= 10;
     }
-    std::str::from_utf8(&buffer[..length]).expect("digits are ASCII")
+    String::from_utf8(text).expect("digits are ASCII")
 }
 
-/// Where rated batches go.
+/// Where rated rows go.
 pub enum RatedWriter {
     Parquet(Box<ParallelParquetWriter>),
-    /// The CSV writer, and the same file again to start its writeback after each batch.
-    Csv(Box<arrow::csv::Writer<BufWriter<File>>>, File),
+    /// The CSV writer, the same file again to start its writeback after each batch, and the
+    /// schema of its batches.
+    Csv(Box<arrow::csv::Writer<BufWriter<File>>>, File, SchemaRef),
 }
 
 impl RatedWriter {
@@ -233,16 +316,17 @@ impl RatedWriter {
                             .build(BufWriter::with_capacity(1 << 20, file)),
                     ),
                     writeback,
+                    schema,
                 )
             }
         })
     }
 
-    pub fn write(&mut self, batch: RecordBatch) -> anyhow::Result<()> {
+    pub fn write(&mut self, rows: RatedRows) -> anyhow::Result<()> {
         match self {
-            RatedWriter::Parquet(writer) => writer.write(batch),
-            RatedWriter::Csv(writer, writeback) => {
-                writer.write(&batch)?;
+            RatedWriter::Parquet(writer) => writer.write(rows),
+            RatedWriter::Csv(writer, writeback, schema) => {
+                writer.write(&rows.into_record_batch(schema))?;
                 start_writeback(writeback);
                 Ok(())
             }
@@ -252,7 +336,7 @@ impl RatedWriter {
     pub fn finish(self) -> anyhow::Result<()> {
         match self {
             RatedWriter::Parquet(writer) => writer.finish(),
-            RatedWriter::Csv(writer, _) => {
+            RatedWriter::Csv(writer, _, _) => {
                 use std::io::Write;
                 let mut inner = writer.into_inner();
                 inner.flush()?;
@@ -277,13 +361,14 @@ pub enum OutputFormat {
 /// (BENCHMARKS.md). Every current Parquet reader (DuckDB, Arrow, Spark, pandas) reads both.
 const UNCOMPRESSED_COLUMNS: [&str; 2] = ["caller", "callee"];
 
-/// A Parquet writer that buffers one row group of batches and encodes its columns in parallel
-/// on the rayon pool (the single-threaded `ArrowWriter` would be the batch job's bottleneck).
+/// A Parquet writer that buffers one row group of rows and encodes its columns in parallel on
+/// the rayon pool (the single-threaded `ArrowWriter` would be the batch job's bottleneck): the
+/// Arrow columns through the Arrow writer, the dictionary columns from their codes.
 pub struct ParallelParquetWriter {
     writer: SerializedFileWriter<BufWriter<File>>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
-    pending: Vec<RecordBatch>,
+    pending: Vec<RatedRows>,
     pending_rows: usize,
     n_row_groups: usize,
 }
@@ -291,7 +376,7 @@ pub struct ParallelParquetWriter {
 impl ParallelParquetWriter {
     pub fn new(file: File, schema: SchemaRef) -> anyhow::Result<Self> {
         let mut builder = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(RATED_ZSTD_LEVEL)?))
             .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP_ROWS))
             .set_statistics_enabled(EnabledStatistics::None);
         // Identifiers and numbers are nearly unique per row: a dictionary only costs time there.
@@ -330,9 +415,9 @@ impl ParallelParquetWriter {
         })
     }
 
-    pub fn write(&mut self, batch: RecordBatch) -> anyhow::Result<()> {
-        self.pending_rows += batch.num_rows();
-        self.pending.push(batch);
+    pub fn write(&mut self, rows: RatedRows) -> anyhow::Result<()> {
+        self.pending_rows += rows.dictionary_columns[0].n_rows();
+        self.pending.push(rows);
         if self.pending_rows >= PARQUET_ROW_GROUP_ROWS {
             self.flush_row_group()?;
         }
@@ -344,25 +429,58 @@ impl ParallelParquetWriter {
             return Ok(());
         }
         let column_writers = self.factory.create_column_writers(self.n_row_groups)?;
-        let batches = std::mem::take(&mut self.pending);
+        let blocks = std::mem::take(&mut self.pending);
         let fields = self.schema.fields();
-        let chunks: Vec<ArrowColumnChunk> = column_writers
+        let descriptors = self.writer.schema_descr().columns().to_vec();
+        // Where each schema field's values are in a block: an Arrow column or a dictionary one.
+        let mut next_arrow = 0..;
+        let mut next_dictionary = 0..;
+        let sources: Vec<ColumnSource> = fields
+            .iter()
+            .map(
+                |field| match DICTIONARY_COLUMNS.contains(&field.name().as_str()) {
+                    true => ColumnSource::Dictionary(next_dictionary.next().expect("unbounded")),
+                    false => ColumnSource::Arrow(next_arrow.next().expect("unbounded")),
+                },
+            )
+            .collect();
+        let chunks: Vec<EncodedChunk> = column_writers
             .into_par_iter()
             .enumerate()
             .map(
-                |(column, mut column_writer)| -> anyhow::Result<ArrowColumnChunk> {
-                    for batch in &batches {
-                        for leaf in compute_leaves(&fields[column], batch.column(column))? {
-                            column_writer.write(&leaf)?;
+                |(column, mut column_writer)| -> anyhow::Result<EncodedChunk> {
+                    match sources[column] {
+                        ColumnSource::Arrow(index) => {
+                            for block in &blocks {
+                                let array = &block.arrow_columns[index];
+                                for leaf in compute_leaves(&fields[column], array)? {
+                                    column_writer.write(&leaf)?;
+                                }
+                            }
+                            Ok(EncodedChunk::Arrow(column_writer.close()?))
+                        }
+                        ColumnSource::Dictionary(index) => {
+                            let columns: Vec<&DictionaryColumn> = blocks
+                                .iter()
+                                .map(|block| &block.dictionary_columns[index])
+                                .collect();
+                            let (bytes, close) = encode_dictionary_chunk(
+                                Arc::clone(&descriptors[column]),
+                                &columns,
+                                PARQUET_DATA_PAGE_ROWS,
+                            )?;
+                            Ok(EncodedChunk::Dictionary(bytes, close))
                         }
                     }
-                    Ok(column_writer.close()?)
                 },
             )
             .collect::<anyhow::Result<_>>()?;
         let mut row_group = self.writer.next_row_group()?;
         for chunk in chunks {
-            chunk.append_to_row_group(&mut row_group)?;
+            match chunk {
+                EncodedChunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group)?,
+                EncodedChunk::Dictionary(bytes, close) => row_group.append_column(&bytes, close)?,
+            }
         }
         row_group.close()?;
         start_writeback(self.writer.inner().get_ref());
@@ -377,6 +495,17 @@ impl ParallelParquetWriter {
         file.get_ref().sync_all()?;
         Ok(())
     }
+}
+
+#[derive(Clone, Copy)]
+enum ColumnSource {
+    Arrow(usize),
+    Dictionary(usize),
+}
+
+enum EncodedChunk {
+    Arrow(ArrowColumnChunk),
+    Dictionary(bytes::Bytes, parquet::column::writer::ColumnCloseResult),
 }
 
 /// Asks the kernel to start writing what the file holds so far to disk, without waiting for it.
