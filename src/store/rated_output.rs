@@ -152,7 +152,8 @@ pub fn rated_record_batch(
     rated_rows(block, context, scales, classes).into_record_batch(schema)
 }
 
-/// The rated-file rows of a block whose statuses are final (duplicates marked).
+/// The rated-file rows of a block whose statuses are final (duplicates marked). Each column is
+/// one pass over the block: a loop with one builder keeps its state in registers.
 pub fn rated_rows(
     block: &RatedBlock,
     context: &RatingContext,
@@ -160,87 +161,108 @@ pub fn rated_rows(
     classes: &BillingClasses,
 ) -> RatedRows {
     let n_rows = block.n_rows();
-    let text_column = || DictionaryColumnBuilder::with_capacity(n_rows);
-    let mut deck = text_column();
-    let mut prefix = text_column();
-    let mut destination = text_column();
-    let mut jurisdiction = text_column();
-    let mut currency = text_column();
-    let mut status = text_column();
-    let mut reason = text_column();
-    let mut billing_class = text_column();
+    let decks = &context.decks;
+    // A duplicate shows nothing of a deck; a rejected row shows its deck and rate, not a charge.
+    let shows_deck = |row: usize| {
+        block.deck[row] != NO_DECK && !matches!(block.status[row], RowStatus::Duplicate { .. })
+    };
+    let shows_rate = |row: usize| shows_deck(row) && block.rate[row] != NO_RATE;
+    let shows_charge =
+        |row: usize| shows_deck(row) && !matches!(block.status[row], RowStatus::Rejected(_));
+    let deck_of = |row: usize| &decks[usize::from(block.deck[row])];
+    let deck = text_column(n_rows, |column, row| match shows_deck(row) {
+        true => column.push(u64::from(block.deck[row]), || deck_of(row).label()),
+        false => column.push_null(),
+    });
+    let prefix = text_column(n_rows, |column, row| match shows_rate(row) {
+        true => {
+            let shown = block.shown_rate[row];
+            column.push(
+                prefix_key(shown.prefix_digits, usize::from(shown.prefix_length)),
+                || prefix_text(shown.prefix_digits, shown.prefix_length),
+            )
+        }
+        false => column.push_null(),
+    });
+    let destination = text_column(n_rows, |column, row| match shows_rate(row) {
+        true => {
+            let destination = block.shown_rate[row].destination;
+            column.push(
+                u64::from(block.deck[row]) << 32 | u64::from(destination),
+                || &*deck_of(row).destinations[destination as usize],
+            )
+        }
+        false => column.push_null(),
+    });
+    let jurisdiction = text_column(n_rows, |column, row| match shows_rate(row) {
+        true => {
+            let code = block.shown_rate[row].jurisdiction;
+            column.push_option(
+                u64::from(code),
+                crate::rate::jurisdiction::Jurisdiction::from_code(code)
+                    .map(|jurisdiction| jurisdiction.as_str()),
+            )
+        }
+        false => column.push_null(),
+    });
+    let currency = text_column(n_rows, |column, row| match shows_deck(row) {
+        true => column.push(u64::from(block.deck[row]), || {
+            deck_of(row).currency.as_str()
+        }),
+        false => column.push_null(),
+    });
+    // Keys name texts: a status by its kind, a reason by its enum value.
+    let status = text_column(n_rows, |column, row| {
+        let row_status = block.status[row];
+        let key = match row_status {
+            RowStatus::Rated => 0,
+            RowStatus::Rejected(_) => 1,
+            RowStatus::Duplicate { .. } => 2,
+        };
+        column.push(key, || row_status.status_text())
+    });
+    let reason = text_column(n_rows, |column, row| {
+        let row_status = block.status[row];
+        let key = match row_status {
+            RowStatus::Rated => 0,
+            RowStatus::Rejected(reject_reason) => 2 + reject_reason as u64,
+            RowStatus::Duplicate { same_content } => u64::from(same_content),
+        };
+        column.push_option(key, row_status.reason_text())
+    });
+    let billing_class = text_column(n_rows, |column, row| match block.status[row] {
+        RowStatus::Rated => {
+            let class = classes.of(block.key_digest[row]);
+            column.push(class as u64, || class.as_str())
+        }
+        _ => column.push_null(),
+    });
+
     let mut rate = Decimal128Builder::with_capacity(n_rows);
+    for row in 0..n_rows {
+        match shows_rate(row) {
+            true => {
+                let rescale = pow10(scales.rate as u32 - deck_of(row).price_decimals);
+                rate.append_value(
+                    i128::from(block.shown_rate[row].rate_per_minute_mantissa) * rescale,
+                );
+            }
+            false => rate.append_null(),
+        }
+    }
     let mut billable = Int64Builder::with_capacity(n_rows);
     let mut cost = Decimal128Builder::with_capacity(n_rows);
     for row in 0..n_rows {
-        let row_status = block.status[row];
-        // Keys name texts: a status by its text's discriminant, a reason by its enum value.
-        let (status_key, reason_key) = match row_status {
-            RowStatus::Rated => (0, 0),
-            RowStatus::Rejected(reject_reason) => (1, 2 + reject_reason as u64),
-            RowStatus::Duplicate { same_content } => (2, u64::from(same_content)),
-        };
-        status.push(status_key, || row_status.status_text());
-        reason.push_option(reason_key, row_status.reason_text());
-        match row_status {
-            RowStatus::Rated => {
-                let class = classes.of(block.key_digest[row]);
-                billing_class.push(class as u64, || class.as_str());
+        match shows_charge(row) {
+            true => {
+                billable.append_value(i64::from(block.billable_seconds[row]));
+                let rescale = pow10(scales.cost as u32 - deck_of(row).rounding.decimals);
+                cost.append_value(i128::from(block.cost_mantissa[row]) * rescale);
             }
-            _ => billing_class.push_null(),
-        }
-        let deck_index = block.deck[row];
-        if deck_index == NO_DECK || matches!(row_status, RowStatus::Duplicate { .. }) {
-            for column in [
-                &mut deck,
-                &mut prefix,
-                &mut destination,
-                &mut jurisdiction,
-                &mut currency,
-            ] {
-                column.push_null();
+            false => {
+                billable.append_null();
+                cost.append_null();
             }
-            rate.append_null();
-            billable.append_null();
-            cost.append_null();
-            continue;
-        }
-        let row_deck = &context.decks[usize::from(deck_index)];
-        deck.push(u64::from(deck_index), || row_deck.label());
-        currency.push(u64::from(deck_index), || row_deck.currency.as_str());
-        match block.rate[row] {
-            NO_RATE => {
-                prefix.push_null();
-                destination.push_null();
-                jurisdiction.push_null();
-                rate.append_null();
-            }
-            _ => {
-                let shown = block.shown_rate[row];
-                prefix.push(
-                    prefix_key(shown.prefix_digits, usize::from(shown.prefix_length)),
-                    || prefix_text(shown.prefix_digits, shown.prefix_length),
-                );
-                destination.push(
-                    u64::from(deck_index) << 32 | u64::from(shown.destination),
-                    || &*row_deck.destinations[shown.destination as usize],
-                );
-                jurisdiction.push_option(
-                    u64::from(shown.jurisdiction),
-                    crate::rate::jurisdiction::Jurisdiction::from_code(shown.jurisdiction)
-                        .map(|jurisdiction| jurisdiction.as_str()),
-                );
-                let rescale = pow10(scales.rate as u32 - row_deck.price_decimals);
-                rate.append_value(i128::from(shown.rate_per_minute_mantissa) * rescale);
-            }
-        }
-        if matches!(row_status, RowStatus::Rejected(_)) {
-            billable.append_null();
-            cost.append_null();
-        } else {
-            billable.append_value(i64::from(block.billable_seconds[row]));
-            let rescale = pow10(scales.cost as u32 - row_deck.rounding.decimals);
-            cost.append_value(i128::from(block.cost_mantissa[row]) * rescale);
         }
     }
     let money = |builder: &mut Decimal128Builder, scale: i8| -> ArrayRef {
@@ -259,7 +281,7 @@ pub fn rated_rows(
     ]);
     RatedRows {
         arrow_columns,
-        dictionary_columns: [
+        dictionary_columns: vec![
             deck,
             prefix,
             destination,
@@ -268,11 +290,20 @@ pub fn rated_rows(
             status,
             reason,
             billing_class,
-        ]
-        .into_iter()
-        .map(DictionaryColumnBuilder::finish)
-        .collect(),
+        ],
     }
+}
+
+/// A text column of `n_rows` rows, each pushed by `push_row`.
+fn text_column(
+    n_rows: usize,
+    mut push_row: impl FnMut(&mut DictionaryColumnBuilder, usize),
+) -> DictionaryColumn {
+    let mut column = DictionaryColumnBuilder::with_capacity(n_rows);
+    for row in 0..n_rows {
+        push_row(&mut column, row);
+    }
+    column.finish()
 }
 
 /// A prefix's digits as text, with its leading zeros (none at all for the empty prefix).
