@@ -98,6 +98,16 @@ pub const SQLITE_MMAP_BYTES: i64 = 64 << 30;
 /// pages back less often than SQLite's default of 1000 pages.
 pub const SQLITE_WAL_CHECKPOINT_PAGES: i64 = 16_384;
 
+/// How a writer of the embedded store waits for another connection's write transaction: first
+/// `SQLITE_BUSY_QUICK_RETRIES` retries `SQLITE_BUSY_QUICK_WAIT_MICROSECONDS` apart (write
+/// transactions here last well under a millisecond), then one every millisecond until
+/// `SQLITE_BUSY_TIMEOUT_MILLISECONDS` have passed. SQLite's own busy timeout sleeps 1, 2, 5, 10 ms
+/// and longer between tries, so a conflict lasting microseconds cost the call authorizer
+/// milliseconds.
+pub const SQLITE_BUSY_QUICK_RETRIES: i32 = 100;
+pub const SQLITE_BUSY_QUICK_WAIT_MICROSECONDS: u64 = 50;
+pub const SQLITE_BUSY_TIMEOUT_MILLISECONDS: i32 = 30_000;
+
 /// Longest source, cdr_id or account accepted, in bytes. Real identifiers are tens of bytes; the
 /// bound keeps the dedupe key well inside PostgreSQL's index entry limit (about 2.7 KB).
 pub const IDENTIFIER_BYTES_MAX: usize = 256;
