@@ -7,6 +7,7 @@
 # Usage: benches/authorize_latency.sh embedded|postgres [RATE...]   (default rates: 1000 2000 5000)
 # Environment: BENCH_SECONDS per rate (default 20), BENCH_PORT (default 18090), BENCH_FLOOR=1 to
 #              follow each rate with the same schedule of two `GET /readyz` (the floor),
+#              TOLLGATE_BIN to measure another build of tollgate (say, the last commit's),
 #              PG_HOST, PG_PORT, PG_USER, PG_DB (default 127.0.0.1, 5432, postgres, test).
 set -euo pipefail
 mode=${1:-}
@@ -19,9 +20,9 @@ rates=("$@")
 [[ ${#rates[@]} -gt 0 ]] || rates=(1000 2000 5000)
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-cargo build --release --quiet
+[[ -n ${TOLLGATE_BIN:-} ]] || cargo build --release --quiet
 cargo bench --no-run --quiet --bench authorize_load 2>/dev/null
-tollgate=${CARGO_TARGET_DIR:-$repo/target}/release/tollgate
+tollgate=${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/tollgate}
 work=$(mktemp -d /tmp/authorize-bench.XXXXXX)
 port=${BENCH_PORT:-18090}
 store_args=(--data-dir "$work/data")

@@ -99,7 +99,7 @@ fn main() {
                 stream.set_nodelay(true).unwrap();
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut writer = stream;
-                let mut latencies = Vec::new();
+                let mut latencies = Latencies::default();
                 let mut failures = 0u64;
                 for call in (worker..n_calls).step_by(connections) {
                     let scheduled = start + interval.mul_f64(call as f64);
@@ -116,13 +116,20 @@ fn main() {
                     } else {
                         ("/v1/calls/authorize", format!("/v1/calls/{call_id}/end"))
                     };
+                    let mut end_sent = scheduled;
                     let answered = exchange(&mut writer, &mut reader, authorize_path, &authorize)
                         .and_then(|status| {
+                            end_sent = Instant::now();
                             exchange(&mut writer, &mut reader, &end, "")
                                 .map(|end_status| (status, end_status))
                         });
                     match answered {
-                        Ok((200, 200)) => latencies.push(scheduled.elapsed()),
+                        Ok((200, 200)) => {
+                            let answered_at = Instant::now();
+                            latencies.call.push(answered_at - scheduled);
+                            latencies.authorize.push(end_sent - scheduled);
+                            latencies.end.push(answered_at - end_sent);
+                        }
                         _ => failures += 1,
                     }
                 }
@@ -130,22 +137,47 @@ fn main() {
             })
         })
         .collect();
-    let mut latencies = Vec::new();
+    let mut latencies = Latencies::default();
     let mut failures = 0;
     for worker in workers {
         let (worker_latencies, worker_failures) = worker.join().unwrap();
-        latencies.extend(worker_latencies);
+        latencies.call.extend(worker_latencies.call);
+        latencies.authorize.extend(worker_latencies.authorize);
+        latencies.end.extend(worker_latencies.end);
         failures += worker_failures;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    latencies.sort();
     println!(
         "target {rate:.0} calls/s for {seconds:.0} s: {} calls answered ({:.0} calls/s achieved), {failures} failed; \
-         authorize+end from scheduled start p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        latencies.len(),
-        latencies.len() as f64 / elapsed,
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+         authorize+end from scheduled start {}",
+        latencies.call.len(),
+        latencies.call.len() as f64 / elapsed,
+        summary(&mut latencies.call),
     );
+    println!(
+        "  of which authorize from scheduled start {}; end from its sending {}",
+        summary(&mut latencies.authorize),
+        summary(&mut latencies.end),
+    );
+}
+
+/// Per answered call: the whole call, its authorize (from the scheduled start, so queueing
+/// counts) and its end (from when it was sent).
+#[derive(Default)]
+struct Latencies {
+    call: Vec<Duration>,
+    authorize: Vec<Duration>,
+    end: Vec<Duration>,
+}
+
+/// "p50 …, p99 …, max …" of some latencies, in milliseconds.
+fn summary(latencies: &mut [Duration]) -> String {
+    latencies.sort();
+    let milliseconds = |duration: Duration| duration.as_secs_f64() * 1e3;
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        milliseconds(percentile(latencies, 0.50)),
+        milliseconds(percentile(latencies, 0.99)),
+        milliseconds(latencies.last().copied().unwrap_or_default()),
+    )
 }
