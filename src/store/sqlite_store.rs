@@ -759,6 +759,23 @@ impl LedgerStore for SqliteStore {
         account: &str,
         local_date: chrono::NaiveDate,
     ) -> anyhow::Result<RechargeRun> {
+        // Every check after the day's first finds the date run: it reads that without the write
+        // lock, so accounts with auto-recharge do not hold up the call authorizer twice a minute.
+        let ran_with_balance: Option<i64> = self
+            .connection
+            .prepare_cached(
+                "SELECT a.balance_units FROM recharge_runs r JOIN accounts a ON a.id = r.account
+                 WHERE r.account = ?1 AND r.local_date = ?2",
+            )?
+            .query_row(params![account, local_date.to_string()], |row| row.get(0))
+            .optional()?;
+        if let Some(balance) = ran_with_balance {
+            return Ok(RechargeRun {
+                already_ran: true,
+                credited_units: 0,
+                balance_after_units: balance,
+            });
+        }
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
